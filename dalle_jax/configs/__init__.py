@@ -1,0 +1,1 @@
+"""Shipped configs: each module has get_config(arg) -> locked ConfigDict."""

@@ -1,0 +1,15 @@
+"""Test set-up: 8 simulated CPU devices, so sharded code paths run everywhere.
+
+XLA reads the flag when the backend starts, so it is set here, before any test
+module imports jax. Tests that want one device build a mesh of
+`jax.devices()[:1]`.
+"""
+
+import os
+
+os.environ["XLA_FLAGS"] = (
+  os.environ.get("XLA_FLAGS", "")
+  + " --xla_force_host_platform_device_count=8"
+).strip()
+# Tests compile many tiny programs; most XLA optimisations only cost time here.
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
