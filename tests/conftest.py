@@ -8,8 +8,12 @@ module imports jax. Tests that want one device build a mesh of
 import os
 
 os.environ["XLA_FLAGS"] = (
-  os.environ.get("XLA_FLAGS", "")
-  + " --xla_force_host_platform_device_count=8"
+  os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
 ).strip()
-# Tests compile many tiny programs; most XLA optimisations only cost time here.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # noqa: E402
+
+# Tests compile many tiny programs once each; XLA's optimisation passes cost
+# more time than they save here (as in flax's own example tests).
+jax.config.update("jax_disable_most_optimizations", True)

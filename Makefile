@@ -1,0 +1,44 @@
+# Two commands on a fresh machine; each installs what it needs first.
+#   make train   train the embedded default on the Shapes data (runs/default)
+#   make test    lint and run the test suite (what CI runs)
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+UV := $(PYTHON) -m uv
+CONFIG ?= dalle_jax/configs/autoencoder.py
+WORKDIR ?= runs/default
+# A wheel directory holding the CPU build of torch, where the machine has one.
+WHEELS ?= /opt/wheels
+FIND_LINKS := $(if $(wildcard $(WHEELS)),--find-links $(WHEELS),)
+
+.PHONY: install install-test train test lint format
+
+$(BIN)/python:
+	$(PYTHON) -m pip install -q uv
+	$(UV) venv -q $(VENV)
+
+$(VENV)/.installed: $(BIN)/python requirements.txt pyproject.toml
+	VIRTUAL_ENV=$(VENV) $(UV) pip install -q -r requirements.txt -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed requirements-test.txt requirements-ref.txt
+	VIRTUAL_ENV=$(VENV) $(UV) pip install -q -r requirements-test.txt
+	VIRTUAL_ENV=$(VENV) $(UV) pip install -q $(FIND_LINKS) -r requirements-ref.txt
+	VIRTUAL_ENV=$(VENV) $(UV) pip install -q --no-deps DALL-E
+	touch $@
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+train: install
+	$(BIN)/python -m dalle_jax.train --config $(CONFIG) --workdir $(WORKDIR)
+
+lint: install-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install-test
+	$(BIN)/ruff format .
+
+test: lint
+	$(BIN)/python -m pytest -q

@@ -1,0 +1,298 @@
+"""Config helpers: shared defaults, the `:key=value` argument, loading, checks.
+
+A config file is a Python module with `get_config(arg: str | None)` returning
+a locked `ml_collections.ConfigDict`; locking turns a mistyped field into an
+error that names it. Sections: `data`, `tokenizer`, `model`, `optim`,
+`train`, `mesh`; stage configs add their own (e.g. `dvae`).
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from ml_collections import ConfigDict
+
+from dalle_jax import sharding
+
+DEFAULT_DATA_DIR = os.path.join("~", ".cache", "dalle_jax", "datasets")
+DATA_SETS = ("shapes", "folder")
+
+# Fields whose change makes an existing checkpoint meaningless for this run.
+STRUCTURAL_FIELDS = (
+  "task",
+  "model",
+  "data.name",
+  "data.image_size",
+  "data.text_length",
+  "tokenizer.vocab_size",
+)
+
+
+def parse_arg(arg: str | None, **defaults: Any) -> ConfigDict:
+  """Parses `"variant=tiny,steps=10"` into typed fields.
+
+  Every key must be one of `defaults`; values are converted to the type of
+  the default (bools accept true/false/1/0).
+
+  Args:
+    arg: the text after the colon in `--config file.py:ARG`, or None.
+    **defaults: the allowed keys and their default values.
+
+  Returns:
+    A ConfigDict with one field per default.
+  """
+  result = ConfigDict(defaults)
+  if not arg:
+    return result
+  for item in arg.split(","):
+    key, sep, value = item.partition("=")
+    key = key.strip()
+    if not sep:
+      raise ValueError(
+        f"Config argument {item!r} is not key=value; allowed keys: "
+        f"{sorted(defaults)}, e.g. 'variant=tiny'."
+      )
+    if key not in defaults:
+      raise ValueError(
+        f"Unknown config argument {key!r}; allowed: {sorted(defaults)}."
+      )
+    result[key] = _convert(value.strip(), defaults[key], key)
+  return result
+
+
+def _convert(text: str, default: Any, key: str) -> Any:
+  if isinstance(default, bool):
+    if text.lower() in ("1", "true", "yes"):
+      return True
+    if text.lower() in ("0", "false", "no"):
+      return False
+    raise ValueError(f"Config argument {key}={text!r} is not a boolean.")
+  if isinstance(default, int | float):
+    try:
+      return type(default)(ast.literal_eval(text))
+    except (ValueError, SyntaxError) as error:
+      raise ValueError(
+        f"Config argument {key}={text!r} is not a {type(default).__name__}."
+      ) from error
+  return text
+
+
+def base_config() -> ConfigDict:
+  """Defaults shared by every stage; stage configs override what they need."""
+  config = ConfigDict()
+  config.task = ""
+  config.seed = 0
+
+  config.data = ConfigDict()
+  config.data.name = "shapes"  # one of DATA_SETS
+  config.data.data_dir = ""  # '' -> $DALLE_JAX_DATA_DIR or DEFAULT_DATA_DIR
+  config.data.folder = ""  # for name='folder': the captioned image folder
+  config.data.image_size = 64
+  config.data.text_length = 32
+  config.data.batch_size = 32  # global, over all hosts and devices
+  config.data.eval_batch_size = 64
+  config.data.bpe_dropout = 0.0
+  config.data.shuffle_seed = 0
+  config.data.num_threads = 2  # reader threads per host
+  config.data.prefetch = 2  # batches prepared ahead
+  config.data.shapes = ConfigDict()
+  config.data.shapes.num_train = 100_000
+  config.data.shapes.num_validation = 2_000
+  config.data.shapes.num_zero_shot = 2_000
+  config.data.shapes.seed = 0
+
+  config.tokenizer = ConfigDict()
+  config.tokenizer.path = (
+    ""  # '' -> <workdir>/tokenizer.model, trained if absent
+  )
+  config.tokenizer.vocab_size = 256
+
+  config.model = ConfigDict()
+
+  config.optim = ConfigDict()
+  config.optim.lr = 1e-3
+  config.optim.warmup_steps = 100
+  config.optim.schedule = "cosine"
+  config.optim.end_lr_factor = 0.01
+  config.optim.b1 = 0.9
+  config.optim.b2 = 0.999
+  config.optim.eps = 1e-8
+  config.optim.weight_decay = 1e-4
+  config.optim.grad_clip_norm = 1.0
+  config.optim.ema_decay = 0.0
+
+  config.train = ConfigDict()
+  config.train.num_steps = 1_000
+  config.train.log_every = 50
+  config.train.eval_every = 250
+  config.train.eval_batches = 4
+  config.train.checkpoint_every = 250
+  config.train.keep_checkpoints = 3
+  config.train.preview_images = 8
+  config.train.progress_bar = True
+
+  config.mesh = ConfigDict()
+  config.mesh.shape = (("data", -1), ("fsdp", 1), ("tensor", 1))
+  config.mesh.rules = sharding.DEFAULT_RULES
+  return config
+
+
+def load_config(
+  spec: str, overrides: Mapping[str, Any] | None = None
+) -> ConfigDict:
+  """Loads `path/to/config.py[:arg]` and applies dotted-key overrides.
+
+  This is the programmatic twin of `--config file.py:arg --config.a.b=v`,
+  for tests and notebooks.
+
+  Args:
+    spec: config file path, optionally followed by `:arg`.
+    overrides: e.g. `{"optim.lr": 3e-4}`.
+
+  Returns:
+    The locked config.
+  """
+  path, _, arg = spec.partition(":")
+  if not os.path.isfile(path):
+    raise FileNotFoundError(
+      f"Config file {path!r} does not exist. Shipped configs live in "
+      "dalle_jax/configs/, e.g. dalle_jax/configs/autoencoder.py."
+    )
+  module_spec = importlib.util.spec_from_file_location("_dalle_config", path)
+  module = importlib.util.module_from_spec(module_spec)
+  try:
+    module_spec.loader.exec_module(module)
+  except Exception as error:
+    raise ValueError(
+      f"Config file {path!r} could not be executed: "
+      f"{type(error).__name__}: {error}"
+    ) from error
+  if not hasattr(module, "get_config"):
+    raise ValueError(
+      f"Config file {path!r} has no get_config(arg) function; every config "
+      "file defines one that returns a ConfigDict."
+    )
+  config = module.get_config(arg or None)
+  config.lock()
+  for key, value in (overrides or {}).items():
+    set_field(config, key, value)
+  return config
+
+
+def set_field(config: ConfigDict, dotted_key: str, value: Any) -> None:
+  """Sets `a.b.c` in a locked config; an unknown field is a clear error."""
+  parent, _, leaf = dotted_key.rpartition(".")
+  get_field(config, dotted_key)  # raises for an unknown field
+  node = get_field(config, parent) if parent else config
+  node[leaf] = value
+
+
+def override_from_text(config: ConfigDict, dotted_key: str, text: str) -> None:
+  """Sets a field from command-line text, typed like the field's current value.
+
+  Strings are taken as they are; other types are read as Python literals
+  (`3e-4`, `(32, 64)`, `true`).
+  """
+  current = get_field(config, dotted_key)
+  if isinstance(current, str):
+    value: Any = text
+  elif isinstance(current, bool):
+    value = _convert(text, current, dotted_key)
+  else:
+    try:
+      value = ast.literal_eval(text)
+    except (ValueError, SyntaxError) as error:
+      raise ValueError(
+        f"--config.{dotted_key}={text!r} is not a valid "
+        f"{type(current).__name__} literal."
+      ) from error
+    if isinstance(current, float) and isinstance(value, int):
+      value = float(value)
+  set_field(config, dotted_key, value)
+
+
+def get_field(config: ConfigDict, dotted_key: str) -> Any:
+  """Reads `a.b.c`; an unknown field is a clear KeyError."""
+  node: Any = config
+  names = dotted_key.split(".")
+  for depth, name in enumerate(names):
+    if not isinstance(node, ConfigDict) or name not in node:
+      raise KeyError(_unknown_field(".".join(names[: depth + 1]), node))
+    node = node[name]
+  return node
+
+
+def _unknown_field(dotted_key: str, node: ConfigDict) -> str:
+  known = sorted(node.keys()) if isinstance(node, ConfigDict) else []
+  return f"Unknown config field {dotted_key!r}; fields here are {known}."
+
+
+def data_dir(config: ConfigDict) -> str:
+  """Where prepared data sets live (config, then env var, then default)."""
+  path = (
+    config.data.data_dir
+    or os.environ.get("DALLE_JAX_DATA_DIR")
+    or DEFAULT_DATA_DIR
+  )
+  return os.path.abspath(os.path.expanduser(path))
+
+
+def validate(config: ConfigDict) -> None:
+  """Checks cross-field constraints that a locked config cannot express."""
+  problems = []
+  if config.data.name not in DATA_SETS:
+    problems.append(
+      f"config.data.name={config.data.name!r} is not one of {DATA_SETS}."
+    )
+  if config.data.name == "folder" and not config.data.folder:
+    problems.append(
+      "config.data.name='folder' needs config.data.folder=<captioned images>."
+    )
+  for field in ("batch_size", "eval_batch_size", "text_length", "image_size"):
+    if config.data[field] <= 0:
+      problems.append(f"config.data.{field}={config.data[field]} must be > 0.")
+  train = config.train
+  for field in ("num_steps", "log_every", "eval_every", "checkpoint_every"):
+    if train[field] <= 0:
+      problems.append(f"config.train.{field}={train[field]} must be > 0.")
+  if train.keep_checkpoints < 1:
+    problems.append("config.train.keep_checkpoints must be at least 1.")
+  if problems:
+    raise ValueError("Invalid config:\n  " + "\n  ".join(problems))
+
+
+def to_dict(config: ConfigDict) -> dict:
+  """A JSON-safe plain dict (tuples become lists)."""
+  return json.loads(config.to_json())
+
+
+def structural_differences(saved: Mapping, current: Mapping) -> list[str]:
+  """Lists `field: saved -> current` for the STRUCTURAL_FIELDS that differ.
+
+  Args:
+    saved: a config dict as written to a work directory's config.json.
+    current: the current config as a plain dict.
+
+  Returns:
+    Human-readable lines, empty when the two configs are compatible.
+  """
+  differences = []
+  for dotted in STRUCTURAL_FIELDS:
+    before, after = _lookup(saved, dotted), _lookup(current, dotted)
+    if before != after:
+      differences.append(f"{dotted}: {before!r} (saved) vs {after!r} (now)")
+  return differences
+
+
+def _lookup(tree: Mapping, dotted: str) -> Any:
+  node: Any = tree
+  for name in dotted.split("."):
+    if not isinstance(node, Mapping) or name not in node:
+      return None
+    node = node[name]
+  return node

@@ -1,0 +1,229 @@
+"""Input pipeline: a prepared TFDS split -> global, sharded `jax.Array` batches.
+
+Read with grain from TFDS `array_record` files (no TensorFlow): shuffle
+(reshuffled every epoch), repeat, take this host's share, preprocess the
+image, tokenize the caption, batch, prefetch on reader threads, then place the
+host's rows into one global array with the batch sharding. The iterator's
+position is a small dict saved with each checkpoint, so a resumed run sees
+exactly the batches it would have seen.
+
+Batch: `{"image": [B, S, S, 3] uint8, "text_tokens": [B, L] int32}` where B is
+the global batch size, S `config.data.image_size`, L `config.data.text_length`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import grain
+import jax
+import numpy as np
+from ml_collections import ConfigDict
+
+from dalle_jax import config as config_lib
+from dalle_jax import sharding
+from dalle_jax.data import preprocess
+from dalle_jax.tokenizer import Tokenizer, train_tokenizer
+
+TOKENIZER_FILE = "tokenizer.model"
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSources:
+  """Random-access splits of one prepared data set.
+
+  Attributes:
+    train: the training split; `source[i]` is a dict with `image` and
+      `caption`.
+    eval: the evaluation split (`validation`).
+    extra: other evaluation splits by name (Shapes: `zero_shot`).
+  """
+
+  train: Sequence[dict]
+  eval: Sequence[dict]
+  extra: dict[str, Sequence[dict]]
+
+
+def prepare_sources(config: ConfigDict) -> DataSources:
+  """Prepares the configured data set if needed and opens its splits."""
+  root = config_lib.data_dir(config)
+  if config.data.name == "shapes":
+    from dalle_jax.data import shapes_tfds
+
+    shapes = config.data.shapes
+    builder = shapes_tfds.prepare_shapes(
+      root,
+      image_size=config.data.image_size,
+      num_train=shapes.num_train,
+      num_validation=shapes.num_validation,
+      num_zero_shot=shapes.num_zero_shot,
+      seed=shapes.seed,
+    )
+    extra = {"zero_shot": builder.as_data_source("zero_shot")}
+  else:
+    from dalle_jax.data import folder
+
+    builder = folder.prepare_folder(config.data.folder, root)
+    extra = {}
+  return DataSources(
+    train=builder.as_data_source("train"),
+    eval=builder.as_data_source("validation"),
+    extra=extra,
+  )
+
+
+def tokenizer_path(config: ConfigDict, workdir: str) -> str:
+  """The tokenizer file: `config.tokenizer.path` or `<workdir>/tokenizer.model`."""
+  return config.tokenizer.path or os.path.join(workdir, TOKENIZER_FILE)
+
+
+def caption_text(example: dict) -> str:
+  """The caption of a decoded example (TFDS gives bytes)."""
+  caption = example["caption"]
+  return caption.decode("utf-8") if isinstance(caption, bytes) else caption
+
+
+def ensure_tokenizer(
+  config: ConfigDict, workdir: str, train_source: Sequence[dict]
+) -> Tokenizer:
+  """Loads the tokenizer, training it on the training captions if absent."""
+  path = tokenizer_path(config, workdir)
+  if not os.path.exists(path):
+    logging.info("Training a BPE tokenizer on %d captions", len(train_source))
+    captions = (caption_text(train_source[i]) for i in range(len(train_source)))
+    train_tokenizer(captions, path, config.tokenizer.vocab_size)
+  return Tokenizer.load(path, text_length=config.data.text_length)
+
+
+def _example_to_features(
+  example: dict, image_size: int, tokenizer: Tokenizer, dropout: float, seed
+) -> dict[str, np.ndarray]:
+  image = np.asarray(example["image"])
+  if image.shape != (image_size, image_size, 3):
+    image = preprocess.resize_and_center_crop(image, image_size)
+  tokens = tokenizer.encode(
+    [caption_text(example)], bpe_dropout=dropout, rng_seed=seed
+  )[0]
+  return {"image": image, "text_tokens": tokens.astype(np.int32)}
+
+
+def host_batch_size(global_batch: int, mesh: jax.sharding.Mesh, rules) -> int:
+  """This host's rows of a global batch, after checking divisibility."""
+  devices = sharding.batch_divisor(mesh, rules)
+  hosts = jax.process_count()
+  if global_batch % devices or global_batch % hosts:
+    raise ValueError(
+      f"Batch size {global_batch} must be divisible by the {devices} devices "
+      f"that share the batch axis and the {hosts} hosts; pick a multiple of "
+      f"{np.lcm(devices, hosts)}."
+    )
+  return global_batch // hosts
+
+
+class BatchIterator:
+  """Infinite iterator of global training batches with a saveable position."""
+
+  def __init__(self, dataset: grain.IterDataset, global_sharding):
+    self._iterator = iter(dataset)
+    self._sharding = global_sharding
+
+  def __iter__(self) -> Iterator[dict[str, jax.Array]]:
+    return self
+
+  def __next__(self) -> dict[str, jax.Array]:
+    return to_global(next(self._iterator), self._sharding)
+
+  def get_state(self) -> dict[str, Any]:
+    return self._iterator.get_state()
+
+  def set_state(self, state: dict[str, Any]) -> None:
+    self._iterator.set_state(state)
+
+
+def to_global(host_batch: dict[str, np.ndarray], global_sharding) -> dict:
+  """Places this host's rows into global arrays with the batch sharding."""
+  return {
+    name: jax.make_array_from_process_local_data(global_sharding, value)
+    for name, value in host_batch.items()
+  }
+
+
+def train_iterator(
+  source: Sequence[dict],
+  tokenizer: Tokenizer,
+  config: ConfigDict,
+  mesh: jax.sharding.Mesh,
+  rules=sharding.DEFAULT_RULES,
+) -> BatchIterator:
+  """The shuffled, repeated training stream of global batches.
+
+  Args:
+    source: a random-access training split.
+    tokenizer: turns captions into `[L] int32` tokens.
+    config: the run config (`config.data` fields).
+    mesh: the device mesh; batches are sharded over its batch axes.
+    rules: the logical-to-mesh rules.
+
+  Returns:
+    A BatchIterator; `get_state`/`set_state` checkpoint its position.
+  """
+  data = config.data
+  per_host = host_batch_size(data.batch_size, mesh, rules)
+  image_size, dropout = data.image_size, data.bpe_dropout
+
+  def features(example, rng: np.random.Generator):
+    seed = int(rng.integers(2**31)) if dropout else None
+    return _example_to_features(example, image_size, tokenizer, dropout, seed)
+
+  dataset = (
+    grain.MapDataset.source(source)
+    .seed(data.shuffle_seed)
+    .shuffle()
+    .repeat(None)
+  )
+  dataset = dataset[jax.process_index() :: jax.process_count()]
+  dataset = dataset.random_map(features).batch(per_host, drop_remainder=True)
+  read = grain.ReadOptions(
+    num_threads=data.num_threads, prefetch_buffer_size=data.prefetch
+  )
+  iter_dataset = dataset.to_iter_dataset(read)
+  return BatchIterator(iter_dataset, sharding.batch_sharding(mesh, rules))
+
+
+def eval_batches(
+  source: Sequence[dict],
+  tokenizer: Tokenizer,
+  config: ConfigDict,
+  mesh: jax.sharding.Mesh,
+  num_batches: int,
+  rules=sharding.DEFAULT_RULES,
+) -> list[dict[str, jax.Array]]:
+  """The first `num_batches` evaluation batches, in order, as global arrays.
+
+  The same examples every time, so evaluations are comparable across steps.
+  """
+  data = config.data
+  per_host = host_batch_size(data.eval_batch_size, mesh, rules)
+  needed = num_batches * data.eval_batch_size
+  if len(source) < needed:
+    raise ValueError(
+      f"The evaluation split has {len(source)} examples but "
+      f"{num_batches} batches of {data.eval_batch_size} need {needed}; lower "
+      "config.train.eval_batches or config.data.eval_batch_size."
+    )
+  global_sharding = sharding.batch_sharding(mesh, rules)
+  host = jax.process_index()
+  batches = []
+  for b in range(num_batches):
+    first = b * data.eval_batch_size + host * per_host
+    rows = [
+      _example_to_features(source[i], data.image_size, tokenizer, 0.0, None)
+      for i in range(first, first + per_host)
+    ]
+    stacked = {k: np.stack([row[k] for row in rows]) for k in rows[0]}
+    batches.append(to_global(stacked, global_sharding))
+  return batches

@@ -1,0 +1,356 @@
+"""Procedural Shapes data set: scenes, their pixels and their captions.
+
+/work/shared/SHAPES.md is the contract this module follows. Everything here is
+pure numpy and deterministic: an example depends only on (split, index,
+image_size, seed), so any slice of any split can be generated on its own.
+
+Shape letters: S is the canvas side in pixels, B a shape's box side.
+"""
+
+import dataclasses
+import itertools
+
+import numpy as np
+
+COLOURS: dict[str, tuple[int, int, int]] = {
+  "red": (220, 30, 30),
+  "green": (30, 180, 60),
+  "blue": (40, 70, 230),
+  "yellow": (240, 220, 30),
+  "purple": (150, 50, 200),
+  "orange": (245, 140, 20),
+  "cyan": (30, 210, 220),
+  "white": (240, 240, 240),
+}
+SHAPES = ("circle", "square", "triangle", "plus")
+SIZES = ("small", "large")
+POSITIONS = (
+  "top left",
+  "top",
+  "top right",
+  "left",
+  "center",
+  "right",
+  "bottom left",
+  "bottom",
+  "bottom right",
+)
+RELATIONS = ("to the left of", "to the right of", "above", "below")
+INVERSE_RELATION = {
+  "to the left of": "to the right of",
+  "to the right of": "to the left of",
+  "above": "below",
+  "below": "above",
+}
+HELD_OUT_PAIRS = frozenset(
+  {
+    ("red", "triangle"),
+    ("green", "circle"),
+    ("blue", "plus"),
+    ("yellow", "square"),
+    ("purple", "triangle"),
+    ("orange", "circle"),
+    ("cyan", "square"),
+    ("white", "plus"),
+  }
+)
+SEEN_PAIRS = tuple(
+  pair
+  for pair in itertools.product(COLOURS, SHAPES)
+  if pair not in HELD_OUT_PAIRS
+)
+SPLITS = ("train", "validation", "zero_shot")
+IMAGE_SIZES = (32, 64, 128, 256)
+
+# Fractions of S. Grid centres per axis, the largest jitter of a centre, and
+# the two centres of a two-object scene along the relation's axis.
+GRID_CENTRES = (0.22, 0.50, 0.78)
+MAX_JITTER = 0.03
+PAIR_CENTRES = (0.28, 0.72)
+BOX_FRACTIONS = {"small": 0.25, "large": 0.40}
+
+# Paraphrase templates, the canonical one first. Fields of one-object
+# templates: size, colour, shape, position. Two-object templates name the
+# objects 1 (the one the relation is about) and 2.
+ONE_OBJECT_TEMPLATES = (
+  "a {size} {colour} {shape} in the {position}",
+  "{size} {colour} {shape}, {position}",
+  "there is a {size} {colour} {shape} in the {position}",
+  "the {position} has a {size} {colour} {shape}",
+)
+TWO_OBJECT_TEMPLATES = (
+  "a {colour1} {shape1} {relation} a {colour2} {shape2}",
+  "{colour1} {shape1} {relation} {colour2} {shape2}",
+  "there is a {colour1} {shape1} {relation} a {colour2} {shape2}",
+  # The same scene told from the other object's side.
+  "a {colour2} {shape2} {inverse_relation} a {colour1} {shape1}",
+)
+
+# Mixed into every example's seed so that splits draw from unrelated streams.
+_SPLIT_CODES = {"train": 0, "validation": 1, "zero_shot": 2}
+
+
+@dataclasses.dataclass(frozen=True)
+class ShapeObject:
+  """One filled shape on the canvas.
+
+  Attributes:
+    colour: a key of COLOURS.
+    shape: one of SHAPES.
+    size: one of SIZES.
+    centre: (x, y) of the box centre as fractions of S, jitter included.
+    position: the grid cell name (one of POSITIONS) for a one-object scene;
+      None for an object placed by a relation.
+  """
+
+  colour: str
+  shape: str
+  size: str
+  centre: tuple[float, float]
+  position: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Scene:
+  """What an image shows, independent of its canvas size.
+
+  Attributes:
+    objects: one object, or two objects where the first is the one the
+      relation is about.
+    relation: one of RELATIONS for two-object scenes, else None.
+  """
+
+  objects: tuple[ShapeObject, ...]
+  relation: str | None = None
+
+
+def check_split(split: str) -> None:
+  """Raises ValueError unless `split` is one of SPLITS."""
+  if split not in SPLITS:
+    raise ValueError(
+      f"Unknown split {split!r}; allowed splits are {SPLITS}. Pick one of "
+      "those."
+    )
+
+
+def check_image_size(image_size: int) -> None:
+  """Raises ValueError unless `image_size` is one of IMAGE_SIZES."""
+  if image_size not in IMAGE_SIZES:
+    raise ValueError(
+      f"Unsupported image size {image_size!r}; allowed sizes are "
+      f"{IMAGE_SIZES}. Pick one of those."
+    )
+
+
+def box_side(size: str, image_size: int) -> int:
+  """The side in pixels of the bounding box of a `size` shape."""
+  return round(BOX_FRACTIONS[size] * image_size)
+
+
+def shape_mask(shape: str, height: int, width: int) -> np.ndarray:
+  """Rasterises `shape` filling a box, one pixel at a time, no anti-aliasing.
+
+  A pixel is inside when its centre is inside the shape; for the triangle the
+  width at the pixel row's lower edge is used, so the apex row is never empty
+  and the mask spans the whole box. Tests are done in integers (coordinates
+  doubled) so that no pixel depends on floating-point rounding.
+
+  Args:
+    shape: one of SHAPES.
+    height: box height H in pixels.
+    width: box width W in pixels.
+
+  Returns:
+    [H, W] bool mask. A circle is the ellipse inscribed in the box; a triangle
+    is isosceles with its apex at the top centre and its base the bottom row;
+    a plus has a horizontal and a vertical arm, each one third of the box wide.
+  """
+  rows = np.arange(height)[:, None]
+  cols = np.arange(width)[None, :]
+  # Doubled offsets of pixel centres from the box centre.
+  dy = np.abs(2 * rows + 1 - height)
+  dx = np.abs(2 * cols + 1 - width)
+  if shape == "circle":
+    return dx**2 * height**2 + dy**2 * width**2 <= width**2 * height**2
+  if shape == "square":
+    return np.ones((height, width), bool)
+  if shape == "triangle":
+    return dx * height <= width * (rows + 1)
+  if shape == "plus":
+    return (3 * dy <= height) | (3 * dx <= width)
+  raise ValueError(f"Unknown shape {shape!r}; allowed shapes are {SHAPES}.")
+
+
+def _jittered(rng: np.random.Generator, x: float, y: float):
+  jitter_x, jitter_y = rng.uniform(-MAX_JITTER, MAX_JITTER, size=2)
+  return (float(x + jitter_x), float(y + jitter_y))
+
+
+def _pick(rng: np.random.Generator, values):
+  return values[int(rng.integers(len(values)))]
+
+
+def _sample_one_object(rng, pairs) -> Scene:
+  colour, shape = _pick(rng, pairs)
+  size = _pick(rng, SIZES)
+  cell = int(rng.integers(len(POSITIONS)))
+  centre = _jittered(rng, GRID_CENTRES[cell % 3], GRID_CENTRES[cell // 3])
+  obj = ShapeObject(colour, shape, size, centre, POSITIONS[cell])
+  return Scene(objects=(obj,))
+
+
+def _pair_centres(relation: str):
+  """Nominal centres of (first, second) object for a relation."""
+  low, high = PAIR_CENTRES
+  return {
+    "to the left of": ((low, 0.5), (high, 0.5)),
+    "to the right of": ((high, 0.5), (low, 0.5)),
+    "above": ((0.5, low), (0.5, high)),
+    "below": ((0.5, high), (0.5, low)),
+  }[relation]
+
+
+def _sample_two_objects(rng, pairs) -> Scene:
+  first = int(rng.integers(len(pairs)))
+  # Draw the second pair among the others, so the objects always differ in
+  # colour or shape and the caption names each one unambiguously.
+  second = (first + 1 + int(rng.integers(len(pairs) - 1))) % len(pairs)
+  relation = _pick(rng, RELATIONS)
+  objects = tuple(
+    ShapeObject(*pairs[index], "small", _jittered(rng, *nominal))
+    for index, nominal in zip(
+      (first, second), _pair_centres(relation), strict=True
+    )
+  )
+  return Scene(objects=objects, relation=relation)
+
+
+def sample_scene(
+  rng: np.random.Generator, split: str, num_objects: int | None = None
+) -> Scene:
+  """Draws a scene of `split`.
+
+  Args:
+    rng: source of randomness; the only one used.
+    split: one of SPLITS. 'train' and 'validation' use only seen (colour,
+      shape) pairs, 'zero_shot' only HELD_OUT_PAIRS.
+    num_objects: 1 or 2; None draws either with probability 1/2.
+
+  Returns:
+    The scene; it does not depend on any canvas size.
+  """
+  check_split(split)
+  if num_objects is None:
+    num_objects = int(rng.integers(1, 3))
+  pairs = sorted(HELD_OUT_PAIRS) if split == "zero_shot" else SEEN_PAIRS
+  if num_objects == 1:
+    return _sample_one_object(rng, pairs)
+  if num_objects == 2:
+    return _sample_two_objects(rng, pairs)
+  raise ValueError(
+    f"Unsupported num_objects {num_objects!r}; allowed are 1, 2 or None "
+    "(random)."
+  )
+
+
+def _box_origin(centre: float, side: int, image_size: int) -> int:
+  """First pixel of a box of `side` centred at `centre` (fraction of S)."""
+  origin = int(np.floor(centre * image_size - side / 2 + 0.5))
+  # Clamping moves the box towards its nominal cell, so the jitter bound holds.
+  return min(max(origin, 0), image_size - side)
+
+
+def render(scene: Scene, image_size: int) -> np.ndarray:
+  """Draws a scene on a black canvas.
+
+  Args:
+    scene: what to draw.
+    image_size: canvas side S, one of IMAGE_SIZES.
+
+  Returns:
+    [S, S, 3] uint8 image: black background, flat palette colours.
+  """
+  check_image_size(image_size)
+  image = np.zeros((image_size, image_size, 3), np.uint8)
+  for obj in scene.objects:
+    side = box_side(obj.size, image_size)
+    left = _box_origin(obj.centre[0], side, image_size)
+    top = _box_origin(obj.centre[1], side, image_size)
+    box = image[top : top + side, left : left + side]
+    box[shape_mask(obj.shape, side, side)] = COLOURS[obj.colour]
+  return image
+
+
+def _template_fields(scene: Scene) -> dict[str, str]:
+  if scene.relation is None:
+    (obj,) = scene.objects
+    return dict(
+      size=obj.size, colour=obj.colour, shape=obj.shape, position=obj.position
+    )
+  first, second = scene.objects
+  return dict(
+    colour1=first.colour,
+    shape1=first.shape,
+    colour2=second.colour,
+    shape2=second.shape,
+    relation=scene.relation,
+    inverse_relation=INVERSE_RELATION[scene.relation],
+  )
+
+
+def paraphrases(scene: Scene) -> list[str]:
+  """All captions of a scene, one per template, the canonical one first."""
+  templates = (
+    ONE_OBJECT_TEMPLATES if scene.relation is None else TWO_OBJECT_TEMPLATES
+  )
+  fields = _template_fields(scene)
+  return [template.format(**fields) for template in templates]
+
+
+def canonical_caption(scene: Scene) -> str:
+  """The caption evaluation uses, e.g. 'a small red circle in the top left'."""
+  return paraphrases(scene)[0]
+
+
+def example_rng(split: str, index: int, seed: int) -> np.random.Generator:
+  """The random stream of one example; independent of the canvas size."""
+  check_split(split)
+  for name, value in (("index", index), ("seed", seed)):
+    if not isinstance(value, (int, np.integer)) or value < 0:
+      raise ValueError(
+        f"{name} must be a non-negative integer, got {value!r}. Pass an int "
+        ">= 0."
+      )
+  entropy = (int(seed), _SPLIT_CODES[split], int(index))
+  return np.random.default_rng(np.random.SeedSequence(entropy))
+
+
+def generate_example(
+  split: str, index: int, image_size: int, seed: int
+) -> dict[str, np.ndarray | str]:
+  """Generates example `index` of `split`.
+
+  Even indices hold one-object scenes, odd ones two-object scenes, so every
+  split is half of each kind.
+
+  Args:
+    split: one of SPLITS.
+    index: example number, >= 0.
+    image_size: canvas side S, one of IMAGE_SIZES.
+    seed: data set seed, >= 0.
+
+  Returns:
+    {'image': [S, S, 3] uint8, 'caption': str, 'canonical_caption': str}.
+    The caption is a random paraphrase for 'train' and the canonical caption
+    for the evaluation splits.
+  """
+  check_image_size(image_size)
+  rng = example_rng(split, index, seed)
+  scene = sample_scene(rng, split, num_objects=1 + index % 2)
+  captions = paraphrases(scene)
+  caption = _pick(rng, captions) if split == "train" else captions[0]
+  return {
+    "image": render(scene, image_size),
+    "caption": caption,
+    "canonical_caption": captions[0],
+  }

@@ -1,0 +1,334 @@
+"""Train one stage: `python -m dalle_jax.train --config FILE.py[:ARG] --workdir DIR`.
+
+`run(config, workdir)` wires mesh, data, task, state and checkpoints, then a
+short loop that owns cadence only: log, evaluate, checkpoint. Every field of
+the config can be overridden on the command line, e.g.
+`--config.optim.lr=3e-4`; a mistyped field is an error that names it.
+A killed run started again with the same command resumes from its last
+checkpoint and ends with the same parameters as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import math
+import os
+import sys
+import time
+
+import flax.linen as nn
+import jax
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
+from ml_collections import ConfigDict
+from tqdm import tqdm
+
+from dalle_jax import checkpoint, images, sharding, summaries, tasks
+from dalle_jax import config as config_lib
+from dalle_jax.data import pipeline
+from dalle_jax.tasks.base import Task
+
+
+class NonFiniteLossError(RuntimeError):
+  """The training loss became NaN or infinite."""
+
+
+@dataclasses.dataclass
+class ShardedState:
+  """A task's state creation, resolved for one mesh.
+
+  Attributes:
+    init: jitted `rng -> TrainState`, born sharded.
+    abstract: the unboxed state as ShapeDtypeStructs with shardings (restore
+      target).
+    shardings: NamedSharding per state leaf.
+  """
+
+  init: object
+  abstract: object
+  shardings: object
+
+
+def shard_state(task: Task, mesh, rules, rng) -> ShardedState:
+  """Resolves the state's shardings from its logical names, without allocating.
+
+  `eval_shape` gives the boxed abstract state; its logical names become
+  shardings; `init` is then jitted with those as `out_shardings`, so the
+  state is never materialised on one device.
+  """
+  boxed = jax.eval_shape(task.init, rng)
+  shardings = sharding.tree_shardings(boxed, mesh, rules)
+  init = jax.jit(
+    lambda key: sharding.unbox(task.init(key)), out_shardings=shardings
+  )
+  abstract = checkpoint.abstract_with_shardings(
+    sharding.unbox(boxed), shardings
+  )
+  return ShardedState(init, abstract, shardings)
+
+
+def compile_steps(task: Task, state_shardings, mesh, rules):
+  """Jits the train and eval steps once, with explicit shardings."""
+  batch = sharding.batch_sharding(mesh, rules)
+  replicated = NamedSharding(mesh, PartitionSpec())
+  train_step = jax.jit(
+    task.train_step,
+    in_shardings=(state_shardings, batch, replicated),
+    out_shardings=(state_shardings, replicated),
+    donate_argnums=0,
+  )
+  eval_step = jax.jit(task.eval_step, out_shardings=replicated)
+  preview = jax.jit(task.preview) if task.preview else None
+  return train_step, eval_step, preview
+
+
+def _mean_metrics(records: list[dict]) -> dict[str, float]:
+  return {k: float(np.mean([r[k] for r in records])) for k in records[0]}
+
+
+class Loop:
+  """The impure training loop: cadence, logging and I/O; no math."""
+
+  def __init__(self, config: ConfigDict, workdir: str, writer, checkpointer):
+    self.config = config
+    self.workdir = workdir
+    self.writer = writer
+    self.checkpointer = checkpointer
+    self.pending: list[tuple[int, dict]] = []
+    self.last_flush_time = time.perf_counter()
+    self.last_flush_step = 0
+    self.last_train_metrics: dict[str, float] = {}
+
+  def flush(self, step: int, bar) -> None:
+    """Fetches buffered step metrics, checks the loss, writes averages."""
+    if not self.pending:
+      return
+    steps = [s for s, _ in self.pending]
+    records = jax.device_get([m for _, m in self.pending])
+    self.pending.clear()
+    for s, record in zip(steps, records, strict=True):
+      if not math.isfinite(float(record["loss"])):
+        latest = self.checkpointer.latest_step
+        where = (
+          f"step {latest} in {self.workdir}"
+          if latest is not None
+          else "none (no checkpoint was saved yet)"
+        )
+        raise NonFiniteLossError(
+          f"Loss is {float(record['loss'])} at step {s}; training stopped and "
+          f"nothing from step {s} on was saved. Last good checkpoint: {where}. "
+          "Try a lower config.optim.lr or a stronger "
+          "config.optim.grad_clip_norm, then run the same command again."
+        )
+    now = time.perf_counter()
+    elapsed = max(now - self.last_flush_time, 1e-9)
+    steps_done = step - self.last_flush_step
+    metrics = _mean_metrics(records)
+    metrics["steps_per_second"] = steps_done / elapsed
+    metrics["examples_per_second"] = (
+      steps_done * self.config.data.batch_size / elapsed
+    )
+    self.last_flush_time, self.last_flush_step = now, step
+    self.last_train_metrics = metrics
+    self.writer.write_scalars(step, "train", metrics)
+    bar.set_postfix(
+      loss=f"{metrics['loss']:.4g}",
+      ex_per_s=f"{metrics['examples_per_second']:.0f}",
+    )
+
+
+def evaluate(
+  step: int, params, eval_step, preview, batches, rng, writer, workdir, config
+) -> dict[str, float]:
+  """Runs the eval step over the fixed eval batches; writes a preview grid."""
+  records = jax.device_get([eval_step(params, batch, rng) for batch in batches])
+  metrics = _mean_metrics(records)
+  writer.write_scalars(step, "eval", metrics)
+  if preview is not None:
+    count = config.train.preview_images
+    first = {k: v[:count] for k, v in batches[0].items()}
+    grid = images.make_grid(np.asarray(jax.device_get(preview(params, first))))
+    path = os.path.join(workdir, "images", f"step_{step:07d}.png")
+    images.save_png(path, grid, scale=2)
+    writer.write_image(step, "preview", grid)
+  return metrics
+
+
+def run(config: ConfigDict, workdir: str) -> dict[str, float]:
+  """Trains the stage `config.task` in `workdir`, resuming if possible.
+
+  Args:
+    config: a locked run config (see `dalle_jax/configs/`).
+    workdir: where checkpoints, metrics, images and exports go.
+
+  Returns:
+    The final evaluation metrics.
+  """
+  config_lib.validate(config)
+  workdir = os.path.abspath(workdir)
+  checkpoint.check_or_write_config(workdir, config)
+  rules = sharding.rules_from_config(config.mesh.rules)
+  mesh = sharding.make_mesh(config.mesh.shape)
+  sources = pipeline.prepare_sources(config)
+  tokenizer = pipeline.ensure_tokenizer(config, workdir, sources.train)
+  task = tasks.make_task(config)
+  rng = jax.random.key(config.seed)
+  init_rng, step_rng, eval_rng = jax.random.split(rng, 3)
+
+  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+    sharded = shard_state(task, mesh, rules, init_rng)
+    train_step, eval_step, preview = compile_steps(
+      task, sharded.shardings, mesh, rules
+    )
+    batches = pipeline.train_iterator(
+      sources.train, tokenizer, config, mesh, rules
+    )
+    eval_data = pipeline.eval_batches(
+      sources.eval, tokenizer, config, mesh, config.train.eval_batches, rules
+    )
+    checkpointer = checkpoint.Checkpointer(
+      workdir, config.train.keep_checkpoints
+    )
+    restored = checkpointer.restore_latest(sharded.abstract)
+    if restored is None:
+      state = sharded.init(init_rng)
+    else:
+      state, data_state = restored
+      if data_state:
+        batches.set_state(data_state)
+    writer = summaries.MetricWriter(workdir)
+    try:
+      eval_metrics = _train(
+        config,
+        workdir,
+        state,
+        batches,
+        eval_data,
+        (train_step, eval_step, preview),
+        (step_rng, eval_rng),
+        writer,
+        checkpointer,
+      )
+    finally:
+      checkpointer.close()
+      writer.close()
+  return eval_metrics
+
+
+def _train(
+  config, workdir, state, batches, eval_data, steps, rngs, writer, checkpointer
+) -> dict[str, float]:
+  train_step, eval_step, preview = steps
+  step_rng, eval_rng = rngs
+  train = config.train
+  step = int(jax.device_get(state.step))
+  loop = Loop(config, workdir, writer, checkpointer)
+  loop.last_flush_step = step
+  eval_metrics: dict[str, float] = {}
+  with tqdm(
+    total=train.num_steps,
+    initial=step,
+    desc=config.task,
+    disable=not train.progress_bar,
+    dynamic_ncols=True,
+  ) as bar:
+    while step < train.num_steps:
+      batch = next(batches)
+      state, metrics = train_step(
+        state, batch, jax.random.fold_in(step_rng, step)
+      )
+      step += 1
+      loop.pending.append((step, metrics))
+      bar.update(1)
+      last = step == train.num_steps
+      if step % train.log_every == 0 or last:
+        loop.flush(step, bar)
+      if step % train.eval_every == 0 or last:
+        loop.flush(step, bar)
+        eval_metrics = evaluate(
+          step,
+          state.eval_params,
+          eval_step,
+          preview,
+          eval_data,
+          eval_rng,
+          writer,
+          workdir,
+          config,
+        )
+      if step % train.checkpoint_every == 0 or last:
+        loop.flush(step, bar)
+        checkpointer.save(step, state, batches.get_state())
+  if not eval_metrics:  # resumed a finished run: evaluate what it produced
+    eval_metrics = evaluate(
+      step,
+      state.eval_params,
+      eval_step,
+      preview,
+      eval_data,
+      eval_rng,
+      writer,
+      workdir,
+      config,
+    )
+  checkpoint.export_params(workdir, state.eval_params)
+  logging.info("Finished at step %d: %s", step, eval_metrics)
+  return eval_metrics
+
+
+def parse_command_line(argv: list[str]) -> tuple[ConfigDict, str]:
+  """Reads `--config FILE[:ARG] --workdir DIR [--config.a.b=VALUE ...]`."""
+  parser = argparse.ArgumentParser(
+    prog="python -m dalle_jax.train",
+    description="Train one dalle_jax stage. Any config field can be "
+    "overridden as --config.section.field=VALUE.",
+  )
+  parser.add_argument(
+    "--config",
+    required=True,
+    help="config file, e.g. dalle_jax/configs/autoencoder.py:variant=tiny",
+  )
+  parser.add_argument("--workdir", required=True, help="where results go")
+  args, rest = parser.parse_known_args(argv)
+  overrides = []
+  for item in rest:
+    key, sep, value = item.partition("=")
+    if not key.startswith("--config.") or not sep:
+      parser.error(
+        f"unrecognised argument {item!r}; overrides look like "
+        "--config.optim.lr=3e-4"
+      )
+    overrides.append((key[len("--config.") :], value))
+  config = config_lib.load_config(args.config)
+  for key, value in overrides:
+    config_lib.override_from_text(config, key, value)
+  return config, args.workdir
+
+
+def main(argv: list[str] | None = None) -> int:
+  """Command-line entry point; returns the process exit code."""
+  logging.basicConfig(
+    level=logging.INFO, format="%(levelname)s %(message)s", force=True
+  )
+  try:
+    config, workdir = parse_command_line(sys.argv[1:] if argv is None else argv)
+    metrics = run(config, workdir)
+  except (
+    NonFiniteLossError,
+    checkpoint.ConfigMismatchError,
+    ValueError,
+    KeyError,
+    FileNotFoundError,
+  ) as error:
+    message = error.args[0] if isinstance(error, KeyError) else error
+    print(f"error: {message}", file=sys.stderr)
+    return 1
+  print(f"Done. Final evaluation: {metrics}")
+  print(f"Results are in {os.path.abspath(workdir)}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
