@@ -17,6 +17,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 
 import flax.linen as nn
 import jax
@@ -69,7 +70,16 @@ def shard_state(task: Task, mesh, rules, rng) -> ShardedState:
   return ShardedState(init, abstract, shardings)
 
 
-def compile_steps(task: Task, state_shardings, mesh, rules):
+@dataclasses.dataclass(frozen=True)
+class Steps:
+  """A task's step functions, jitted once with explicit shardings."""
+
+  train: Callable
+  eval: Callable
+  preview: Callable | None
+
+
+def compile_steps(task: Task, state_shardings, mesh, rules) -> Steps:
   """Jits the train and eval steps once, with explicit shardings."""
   batch = sharding.batch_sharding(mesh, rules)
   replicated = NamedSharding(mesh, PartitionSpec())
@@ -81,25 +91,67 @@ def compile_steps(task: Task, state_shardings, mesh, rules):
   )
   eval_step = jax.jit(task.eval_step, out_shardings=replicated)
   preview = jax.jit(task.preview) if task.preview else None
-  return train_step, eval_step, preview
+  return Steps(train_step, eval_step, preview)
 
 
 def _mean_metrics(records: list[dict]) -> dict[str, float]:
   return {k: float(np.mean([r[k] for r in records])) for k in records[0]}
 
 
+@dataclasses.dataclass
 class Loop:
-  """The impure training loop: cadence, logging and I/O; no math."""
+  """The impure training loop: cadence (log, evaluate, save), no math.
 
-  def __init__(self, config: ConfigDict, workdir: str, writer, checkpointer):
-    self.config = config
-    self.workdir = workdir
-    self.writer = writer
-    self.checkpointer = checkpointer
-    self.pending: list[tuple[int, dict]] = []
-    self.last_flush_time = time.perf_counter()
-    self.last_flush_step = 0
-    self.last_train_metrics: dict[str, float] = {}
+  Step metrics stay on the device until a flush, so steps are dispatched
+  asynchronously; every flush checks each buffered loss, and a flush comes
+  before every save, so a non-finite state is never checkpointed.
+  """
+
+  config: ConfigDict
+  workdir: str
+  steps: Steps
+  batches: pipeline.BatchIterator
+  eval_data: list
+  writer: summaries.MetricWriter
+  checkpointer: checkpoint.Checkpointer
+  step_rng: jax.Array
+  eval_rng: jax.Array
+  pending: list = dataclasses.field(default_factory=list)
+  last_flush_time: float = dataclasses.field(default_factory=time.perf_counter)
+  last_flush_step: int = 0
+
+  def train(self, state) -> dict[str, float]:
+    """Trains from `state.step` to `config.train.num_steps`; returns eval."""
+    train = self.config.train
+    step = self.last_flush_step = int(jax.device_get(state.step))
+    eval_metrics: dict[str, float] = {}
+    with tqdm(
+      total=train.num_steps,
+      initial=step,
+      desc=self.config.task,
+      disable=not train.progress_bar,
+      dynamic_ncols=True,
+    ) as bar:
+      while step < train.num_steps:
+        rng = jax.random.fold_in(self.step_rng, step)
+        state, metrics = self.steps.train(state, next(self.batches), rng)
+        step += 1
+        self.pending.append((step, metrics))
+        bar.update(1)
+        last = step == train.num_steps
+        if step % train.log_every == 0 or last:
+          self.flush(step, bar)
+        if step % train.eval_every == 0 or last:
+          self.flush(step, bar)
+          eval_metrics = self.evaluate(step, state.eval_params)
+        if step % train.checkpoint_every == 0 or last:
+          self.flush(step, bar)
+          self.checkpointer.save(step, state, self.batches.get_state())
+    if not eval_metrics:  # resumed a finished run: evaluate what it made
+      eval_metrics = self.evaluate(step, state.eval_params)
+    checkpoint.export_params(self.workdir, state.eval_params)
+    logging.info("Finished at step %d: %s", step, eval_metrics)
+    return eval_metrics
 
   def flush(self, step: int, bar) -> None:
     """Fetches buffered step metrics, checks the loss, writes averages."""
@@ -110,18 +162,7 @@ class Loop:
     self.pending.clear()
     for s, record in zip(steps, records, strict=True):
       if not math.isfinite(float(record["loss"])):
-        latest = self.checkpointer.latest_step
-        where = (
-          f"step {latest} in {self.workdir}"
-          if latest is not None
-          else "none (no checkpoint was saved yet)"
-        )
-        raise NonFiniteLossError(
-          f"Loss is {float(record['loss'])} at step {s}; training stopped and "
-          f"nothing from step {s} on was saved. Last good checkpoint: {where}. "
-          "Try a lower config.optim.lr or a stronger "
-          "config.optim.grad_clip_norm, then run the same command again."
-        )
+        raise NonFiniteLossError(self._non_finite_message(s, record["loss"]))
     now = time.perf_counter()
     elapsed = max(now - self.last_flush_time, 1e-9)
     steps_done = step - self.last_flush_step
@@ -131,29 +172,42 @@ class Loop:
       steps_done * self.config.data.batch_size / elapsed
     )
     self.last_flush_time, self.last_flush_step = now, step
-    self.last_train_metrics = metrics
     self.writer.write_scalars(step, "train", metrics)
     bar.set_postfix(
       loss=f"{metrics['loss']:.4g}",
       ex_per_s=f"{metrics['examples_per_second']:.0f}",
     )
 
+  def _non_finite_message(self, step: int, loss) -> str:
+    latest = self.checkpointer.latest_step
+    where = (
+      f"step {latest} in {self.workdir}"
+      if latest is not None
+      else "none (no checkpoint was saved yet)"
+    )
+    return (
+      f"Loss is {float(loss)} at step {step}; training stopped and nothing "
+      f"from step {step} on was saved. Last good checkpoint: {where}. Try a "
+      "lower config.optim.lr or a stronger config.optim.grad_clip_norm, then "
+      "run the same command again."
+    )
 
-def evaluate(
-  step: int, params, eval_step, preview, batches, rng, writer, workdir, config
-) -> dict[str, float]:
-  """Runs the eval step over the fixed eval batches; writes a preview grid."""
-  records = jax.device_get([eval_step(params, batch, rng) for batch in batches])
-  metrics = _mean_metrics(records)
-  writer.write_scalars(step, "eval", metrics)
-  if preview is not None:
-    count = config.train.preview_images
-    first = {k: v[:count] for k, v in batches[0].items()}
-    grid = images.make_grid(np.asarray(jax.device_get(preview(params, first))))
-    path = os.path.join(workdir, "images", f"step_{step:07d}.png")
-    images.save_png(path, grid, scale=2)
-    writer.write_image(step, "preview", grid)
-  return metrics
+  def evaluate(self, step: int, params) -> dict[str, float]:
+    """Runs the eval step over the fixed eval batches; writes a preview."""
+    records = jax.device_get(
+      [self.steps.eval(params, b, self.eval_rng) for b in self.eval_data]
+    )
+    metrics = _mean_metrics(records)
+    self.writer.write_scalars(step, "eval", metrics)
+    if self.steps.preview is not None:
+      count = self.config.train.preview_images
+      first = {k: v[:count] for k, v in self.eval_data[0].items()}
+      rows = jax.device_get(self.steps.preview(params, first))
+      grid = images.make_grid(np.asarray(rows))
+      path = os.path.join(self.workdir, "images", f"step_{step:07d}.png")
+      images.save_png(path, grid, scale=2)
+      self.writer.write_image(step, "preview", grid)
+    return metrics
 
 
 def run(config: ConfigDict, workdir: str) -> dict[str, float]:
@@ -174,14 +228,13 @@ def run(config: ConfigDict, workdir: str) -> dict[str, float]:
   sources = pipeline.prepare_sources(config)
   tokenizer = pipeline.ensure_tokenizer(config, workdir, sources.train)
   task = tasks.make_task(config)
-  rng = jax.random.key(config.seed)
-  init_rng, step_rng, eval_rng = jax.random.split(rng, 3)
+  init_rng, step_rng, eval_rng = jax.random.split(
+    jax.random.key(config.seed), 3
+  )
 
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
     sharded = shard_state(task, mesh, rules, init_rng)
-    train_step, eval_step, preview = compile_steps(
-      task, sharded.shardings, mesh, rules
-    )
+    steps = compile_steps(task, sharded.shardings, mesh, rules)
     batches = pipeline.train_iterator(
       sources.train, tokenizer, config, mesh, rules
     )
@@ -199,83 +252,22 @@ def run(config: ConfigDict, workdir: str) -> dict[str, float]:
       if data_state:
         batches.set_state(data_state)
     writer = summaries.MetricWriter(workdir)
+    loop = Loop(
+      config,
+      workdir,
+      steps,
+      batches,
+      eval_data,
+      writer,
+      checkpointer,
+      step_rng,
+      eval_rng,
+    )
     try:
-      eval_metrics = _train(
-        config,
-        workdir,
-        state,
-        batches,
-        eval_data,
-        (train_step, eval_step, preview),
-        (step_rng, eval_rng),
-        writer,
-        checkpointer,
-      )
+      return loop.train(state)
     finally:
       checkpointer.close()
       writer.close()
-  return eval_metrics
-
-
-def _train(
-  config, workdir, state, batches, eval_data, steps, rngs, writer, checkpointer
-) -> dict[str, float]:
-  train_step, eval_step, preview = steps
-  step_rng, eval_rng = rngs
-  train = config.train
-  step = int(jax.device_get(state.step))
-  loop = Loop(config, workdir, writer, checkpointer)
-  loop.last_flush_step = step
-  eval_metrics: dict[str, float] = {}
-  with tqdm(
-    total=train.num_steps,
-    initial=step,
-    desc=config.task,
-    disable=not train.progress_bar,
-    dynamic_ncols=True,
-  ) as bar:
-    while step < train.num_steps:
-      batch = next(batches)
-      state, metrics = train_step(
-        state, batch, jax.random.fold_in(step_rng, step)
-      )
-      step += 1
-      loop.pending.append((step, metrics))
-      bar.update(1)
-      last = step == train.num_steps
-      if step % train.log_every == 0 or last:
-        loop.flush(step, bar)
-      if step % train.eval_every == 0 or last:
-        loop.flush(step, bar)
-        eval_metrics = evaluate(
-          step,
-          state.eval_params,
-          eval_step,
-          preview,
-          eval_data,
-          eval_rng,
-          writer,
-          workdir,
-          config,
-        )
-      if step % train.checkpoint_every == 0 or last:
-        loop.flush(step, bar)
-        checkpointer.save(step, state, batches.get_state())
-  if not eval_metrics:  # resumed a finished run: evaluate what it produced
-    eval_metrics = evaluate(
-      step,
-      state.eval_params,
-      eval_step,
-      preview,
-      eval_data,
-      eval_rng,
-      writer,
-      workdir,
-      config,
-    )
-  checkpoint.export_params(workdir, state.eval_params)
-  logging.info("Finished at step %d: %s", step, eval_metrics)
-  return eval_metrics
 
 
 def parse_command_line(argv: list[str]) -> tuple[ConfigDict, str]:

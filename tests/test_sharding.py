@@ -69,7 +69,7 @@ def _train_two_steps(mesh_shape):
   rng = jax.random.key(0)
   with jax.set_mesh(mesh):
     sharded = shard_state(task, mesh, rules, rng)
-    train_step, _, _ = compile_steps(task, sharded.shardings, mesh, rules)
+    train_step = compile_steps(task, sharded.shardings, mesh, rules).train
     state = sharded.init(rng)
     images = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3))
     batch = {

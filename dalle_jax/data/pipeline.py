@@ -95,7 +95,15 @@ def ensure_tokenizer(
   if not os.path.exists(path):
     logging.info("Training a BPE tokenizer on %d captions", len(train_source))
     captions = (caption_text(train_source[i]) for i in range(len(train_source)))
-    train_tokenizer(captions, path, config.tokenizer.vocab_size)
+    # The config's vocabulary size is an upper bound: a small caption set
+    # (Shapes has a few dozen words) supports fewer BPE pieces.
+    train_tokenizer(
+      captions,
+      path,
+      config.tokenizer.vocab_size,
+      text_length=config.data.text_length,
+      vocab_size_is_upper_bound=True,
+    )
   return Tokenizer.load(path, text_length=config.data.text_length)
 
 
