@@ -134,6 +134,7 @@ def base_config() -> ConfigDict:
   config.train.checkpoint_every = 250
   config.train.keep_checkpoints = 3
   config.train.preview_images = 8
+  config.train.judge_examples = 0  # Shapes examples judged per split and eval
   config.train.progress_bar = True
 
   config.mesh = ConfigDict()

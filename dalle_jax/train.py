@@ -116,6 +116,8 @@ class Loop:
   checkpointer: checkpoint.Checkpointer
   step_rng: jax.Array
   eval_rng: jax.Array
+  sources: pipeline.DataSources
+  host_eval: Callable | None = None
   pending: list = dataclasses.field(default_factory=list)
   last_flush_time: float = dataclasses.field(default_factory=time.perf_counter)
   last_flush_step: int = 0
@@ -198,6 +200,8 @@ class Loop:
       [self.steps.eval(params, b, self.eval_rng) for b in self.eval_data]
     )
     metrics = _mean_metrics(records)
+    if self.host_eval is not None:
+      metrics.update(self.host_eval(params, self.sources))
     self.writer.write_scalars(step, "eval", metrics)
     if self.steps.preview is not None:
       count = self.config.train.preview_images
@@ -262,6 +266,8 @@ def run(config: ConfigDict, workdir: str) -> dict[str, float]:
       checkpointer,
       step_rng,
       eval_rng,
+      sources,
+      task.host_eval,
     )
     try:
       return loop.train(state)
@@ -304,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
   logging.basicConfig(
     level=logging.INFO, format="%(levelname)s %(message)s", force=True
   )
+  # orbax and tensorflow-datasets log every file operation at INFO (via absl).
+  logging.getLogger("absl").setLevel(logging.WARNING)
   try:
     config, workdir = parse_command_line(sys.argv[1:] if argv is None else argv)
     metrics = run(config, workdir)

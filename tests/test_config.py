@@ -1,6 +1,7 @@
 """Configs: argument parsing, loading, overrides, validation, shipped files."""
 
 import glob
+import importlib
 import os
 import subprocess
 import sys
@@ -15,7 +16,14 @@ SHIPPED = sorted(
   for path in glob.glob(os.path.join(CONFIG_DIR, "*.py"))
   if not path.endswith("__init__.py")
 )
-VARIANTS = ("tiny", "shapes64")
+
+
+def _shipped_variants():
+  for path in SHIPPED:
+    name = os.path.basename(path)[: -len(".py")]
+    module = importlib.import_module(f"dalle_jax.configs.{name}")
+    for variant in module.VARIANTS:
+      yield path, variant
 
 
 def test_parse_arg_types_and_defaults():
@@ -49,14 +57,19 @@ def test_parse_arg_errors(arg, message):
     config_lib.parse_arg(arg, variant="a", steps=1, ema=False)
 
 
-@pytest.mark.parametrize("path", SHIPPED)
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("path, variant", list(_shipped_variants()))
 def test_every_shipped_config_builds_and_validates(path, variant):
   config = config_lib.load_config(f"{path}:variant={variant}")
   config_lib.validate(config)
   assert config.task
   module_doc = open(path).read()
   assert "python -m dalle_jax.train --config" in module_doc
+
+
+def test_unknown_variant_is_refused():
+  for path in SHIPPED:
+    with pytest.raises(ValueError, match="Unknown variant 'huge'"):
+      config_lib.load_config(f"{path}:variant=huge")
 
 
 def test_override_and_unknown_field():

@@ -1,6 +1,5 @@
 """Tests for the Shapes judge: dataset images pass, edited captions fail."""
 
-
 import numpy as np
 import pytest
 

@@ -11,15 +11,17 @@ the 64 px Shapes set; validation PSNR above 25 dB; `images/` shows originals
 
 from dalle_jax import config as config_lib
 
+VARIANTS = ("tiny", "shapes64")
+
 
 def get_config(arg: str | None = None):
   args = config_lib.parse_arg(arg, variant="shapes64")
   config = config_lib.base_config()
   config.task = "autoencoder"
-  config.model.widths = (32, 64)
+  config.model.widths = (16, 32)
   config.optim.lr = 2e-3
   config.optim.warmup_steps = 100
-  config.train.num_steps = 1_500
+  config.train.num_steps = 1_000
   config.train.log_every = 50
   config.train.eval_every = 500
   config.train.checkpoint_every = 500
@@ -39,8 +41,8 @@ def get_config(arg: str | None = None):
     config.train.eval_batches = 2
     config.train.checkpoint_every = 2
     config.train.preview_images = 4
-  elif args.variant != "shapes64":
+  elif args.variant not in VARIANTS:
     raise ValueError(
-      f"Unknown variant {args.variant!r}; use 'shapes64' or 'tiny'."
+      f"Unknown variant {args.variant!r}; use one of {VARIANTS}."
     )
   return config.lock()

@@ -87,6 +87,22 @@ def caption_text(example: dict) -> str:
   return caption.decode("utf-8") if isinstance(caption, bytes) else caption
 
 
+def read_examples(source: Sequence[dict], indices: Sequence[int]) -> list[dict]:
+  """Reads several records at once (array_record reads batches ~3x faster)."""
+  indices = [int(i) for i in indices]
+  read_many = getattr(source, "__getitems__", None)
+  if read_many is not None:
+    return list(read_many(indices))
+  return [source[i] for i in indices]
+
+
+def all_captions(source: Sequence[dict], chunk: int = 4096) -> Iterator[str]:
+  """Every caption of a split, in order."""
+  for start in range(0, len(source), chunk):
+    indices = range(start, min(start + chunk, len(source)))
+    yield from (caption_text(r) for r in read_examples(source, indices))
+
+
 def ensure_tokenizer(
   config: ConfigDict, workdir: str, train_source: Sequence[dict]
 ) -> Tokenizer:
@@ -94,11 +110,10 @@ def ensure_tokenizer(
   path = tokenizer_path(config, workdir)
   if not os.path.exists(path):
     logging.info("Training a BPE tokenizer on %d captions", len(train_source))
-    captions = (caption_text(train_source[i]) for i in range(len(train_source)))
     # The config's vocabulary size is an upper bound: a small caption set
     # (Shapes has a few dozen words) supports fewer BPE pieces.
     train_tokenizer(
-      captions,
+      all_captions(train_source),
       path,
       config.tokenizer.vocab_size,
       text_length=config.data.text_length,
@@ -107,16 +122,26 @@ def ensure_tokenizer(
   return Tokenizer.load(path, text_length=config.data.text_length)
 
 
-def _example_to_features(
-  example: dict, image_size: int, tokenizer: Tokenizer, dropout: float, seed
+def batch_features(
+  examples: Sequence[dict],
+  image_size: int,
+  tokenizer: Tokenizer,
+  bpe_dropout: float = 0.0,
+  seed: int | None = None,
 ) -> dict[str, np.ndarray]:
-  image = np.asarray(example["image"])
-  if image.shape != (image_size, image_size, 3):
-    image = preprocess.resize_and_center_crop(image, image_size)
+  """Decoded records -> `{image [N,S,S,3] uint8, text_tokens [N,L] int32}`."""
+  images = []
+  for example in examples:
+    image = np.asarray(example["image"])
+    if image.shape != (image_size, image_size, 3):
+      image = preprocess.resize_and_center_crop(image, image_size)
+    images.append(image)
   tokens = tokenizer.encode(
-    [caption_text(example)], bpe_dropout=dropout, rng_seed=seed
-  )[0]
-  return {"image": image, "text_tokens": tokens.astype(np.int32)}
+    [caption_text(example) for example in examples],
+    bpe_dropout=bpe_dropout,
+    rng_seed=seed,
+  )
+  return {"image": np.stack(images), "text_tokens": tokens.astype(np.int32)}
 
 
 def host_batch_size(global_batch: int, mesh: jax.sharding.Mesh, rules) -> int:
@@ -183,18 +208,20 @@ def train_iterator(
   per_host = host_batch_size(data.batch_size, mesh, rules)
   image_size, dropout = data.image_size, data.bpe_dropout
 
-  def features(example, rng: np.random.Generator):
+  def load_batch(indices, rng: np.random.Generator):
     seed = int(rng.integers(2**31)) if dropout else None
-    return _example_to_features(example, image_size, tokenizer, dropout, seed)
+    examples = read_examples(source, indices)
+    return batch_features(examples, image_size, tokenizer, dropout, seed)
 
+  # Shuffle and batch record indices, then read each batch with one call.
   dataset = (
-    grain.MapDataset.source(source)
+    grain.MapDataset.range(len(source))
     .seed(data.shuffle_seed)
     .shuffle()
     .repeat(None)
   )
   dataset = dataset[jax.process_index() :: jax.process_count()]
-  dataset = dataset.random_map(features).batch(per_host, drop_remainder=True)
+  dataset = dataset.batch(per_host, drop_remainder=True).random_map(load_batch)
   read = grain.ReadOptions(
     num_threads=data.num_threads, prefetch_buffer_size=data.prefetch
   )
@@ -228,10 +255,7 @@ def eval_batches(
   batches = []
   for b in range(num_batches):
     first = b * data.eval_batch_size + host * per_host
-    rows = [
-      _example_to_features(source[i], data.image_size, tokenizer, 0.0, None)
-      for i in range(first, first + per_host)
-    ]
-    stacked = {k: np.stack([row[k] for row in rows]) for k in rows[0]}
-    batches.append(to_global(stacked, global_sharding))
+    examples = read_examples(source, range(first, first + per_host))
+    features = batch_features(examples, data.image_size, tokenizer)
+    batches.append(to_global(features, global_sharding))
   return batches

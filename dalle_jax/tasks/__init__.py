@@ -6,11 +6,12 @@ from collections.abc import Callable
 
 from ml_collections import ConfigDict
 
-from dalle_jax.tasks import autoencoder
+from dalle_jax.tasks import autoencoder, dvae
 from dalle_jax.tasks.base import Task
 
 TASKS: dict[str, Callable[[ConfigDict], Task]] = {
   "autoencoder": autoencoder.make_task,
+  "dvae": dvae.make_task,
 }
 
 

@@ -33,6 +33,8 @@ class Task:
     eval_step: `(params, batch, rng) -> metrics` on evaluation data.
     preview: `(params, batch) -> [R, C, H, W, 3] uint8` rows of images to
       look at (e.g. originals over reconstructions), or None.
+    host_eval: `(params, sources) -> metrics` computed on the host at each
+      evaluation (e.g. the Shapes judge on reconstructions), or None.
   """
 
   name: str
@@ -42,6 +44,7 @@ class Task:
   ]
   eval_step: Callable[[Any, Batch, jax.Array], Metrics]
   preview: Callable[[Any, Batch], jax.Array] | None = None
+  host_eval: Callable[[Any, Any], dict[str, float]] | None = None
 
 
 def norm_metrics(grads, updates, params) -> Metrics:

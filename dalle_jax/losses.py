@@ -1,0 +1,197 @@
+"""Pure loss functions and the pixel maps they rely on.
+
+Only the dVAE objective lives here so far (paper §2.1, App. A.2, A.3); the
+transformer and CLIP losses will join it.
+
+Shape letters: B batch, H/W image height/width in pixels, C image channels,
+h/w code-grid height/width, K codebook size (image vocabulary).
+"""
+
+import jax
+import jax.numpy as jnp
+
+LOGIT_LAPLACE_EPS = 0.1  # App. A.3; also `dall_e/utils.py`.
+
+
+def pixels_to_unit(images: jax.Array) -> jax.Array:
+  """Brings pixels to float32 in [0, 1].
+
+  Args:
+    images: `[...]` uint8 in [0, 255] (divided by 255), or any float dtype
+      already in [0, 1] (only cast to float32).
+
+  Returns:
+    `[...]` float32 in [0, 1].
+  """
+  if jnp.issubdtype(images.dtype, jnp.integer):
+    return images.astype(jnp.float32) / 255.0
+  return images.astype(jnp.float32)
+
+
+def map_pixels(x: jax.Array, eps: float = LOGIT_LAPLACE_EPS) -> jax.Array:
+  """Squeezes [0, 1] into [eps, 1 - eps], where the logit is finite.
+
+  Args:
+    x: `[...]` float in [0, 1].
+    eps: margin kept from 0 and 1.
+
+  Returns:
+    `[...]` same dtype, `(1 - 2 eps) x + eps`.
+  """
+  return (1 - 2 * eps) * x + eps
+
+
+def unmap_pixels(x: jax.Array, eps: float = LOGIT_LAPLACE_EPS) -> jax.Array:
+  """Inverse of `map_pixels`, clipped to [0, 1].
+
+  Args:
+    x: `[...]` float, e.g. the sigmoid of the decoder's location channels.
+    eps: the margin `map_pixels` used.
+
+  Returns:
+    `[...]` same dtype, in [0, 1].
+  """
+  return jnp.clip((x - eps) / (1 - 2 * eps), 0.0, 1.0)
+
+
+def logit_laplace_nll(
+  x_mapped: jax.Array, loc: jax.Array, log_scale: jax.Array
+) -> jax.Array:
+  """Negative log density of the logit-Laplace distribution (App. A.3).
+
+  The density on (0, 1) is
+  `f(x | mu, b) = exp(-|logit(x) - mu| / b) / (2 b x (1 - x))`:
+  a Laplace density in logit space times the Jacobian `1 / (x (1 - x))` of
+  the logit, so it integrates to 1 over (0, 1).
+
+  Args:
+    x_mapped: `[B, H, W, C]` float, pixels already passed through
+      `map_pixels` (so strictly inside (0, 1)).
+    loc: `[B, H, W, C]` float, `mu`, the location in logit space.
+    log_scale: `[B, H, W, C]` float, `ln b`.
+
+  Returns:
+    `[B, H, W, C]` float32, `-ln f(x_mapped | loc, exp(log_scale))` per
+    sub-pixel.
+  """
+  x = x_mapped.astype(jnp.float32)
+  loc = loc.astype(jnp.float32)
+  log_scale = log_scale.astype(jnp.float32)
+  log_x = jnp.log(x)
+  log_one_minus_x = jnp.log1p(-x)
+  logit_x = log_x - log_one_minus_x
+  return (
+    jnp.abs(logit_x - loc) * jnp.exp(-log_scale)
+    + jnp.log(2.0)
+    + log_scale
+    + log_x
+    + log_one_minus_x
+  )
+
+
+def gumbel_softmax(
+  logits: jax.Array, rng: jax.Array, temperature: float | jax.Array
+) -> jax.Array:
+  """Relaxed one-hot sample: `softmax((logits + g) / temperature)`.
+
+  Used in both the forward and the backward pass (no straight-through), as
+  the paper's authors describe (openai/DALL-E#1).
+
+  Args:
+    logits: `[..., K]` float.
+    rng: a PRNG key for the Gumbel(0, 1) noise `g`.
+    temperature: positive scalar (may be traced, e.g. from a schedule).
+
+  Returns:
+    `[..., K]` float32 whose last axis sums to 1.
+  """
+  logits = logits.astype(jnp.float32)
+  noise = jax.random.gumbel(rng, logits.shape, jnp.float32)
+  return jax.nn.softmax((logits + noise) / temperature, axis=-1)
+
+
+def kl_to_uniform(logits: jax.Array) -> jax.Array:
+  """KL(softmax(logits) || uniform over K), per position.
+
+  Equals `ln K - entropy(softmax(logits))`; the paper computes it from the
+  encoder logits even while the relaxation is in use (openai/DALL-E#26).
+
+  Args:
+    logits: `[..., K]` float.
+
+  Returns:
+    `[...]` float32, non-negative.
+  """
+  log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+  num_codes = logits.shape[-1]
+  return jnp.sum(jnp.exp(log_probs) * log_probs, axis=-1) + jnp.log(num_codes)
+
+
+def dvae_loss(
+  outputs: dict[str, jax.Array],
+  images: jax.Array,
+  kl_weight: float | jax.Array,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """The dVAE objective, per image divided by the number of sub-pixels.
+
+  Per image: `[sum of logit-Laplace NLL + kl_weight * sum of per-cell KL] /
+  (H * W * C)` (App. A.2: the paper divides by 256 * 256 * 3), then averaged
+  over the batch. So with the paper's beta = 6.6 at 256 px the KL weight per
+  cell is effectively 6.6 / 192.
+
+  Args:
+    outputs: the dict returned by `DVAE.__call__`; reads `logits`
+      `[B, h, w, K]`, `loc` and `log_scale` `[B, H, W, C]` float32.
+    images: `[B, H, W, C]` uint8 in [0, 255] or float in [0, 1]: the images
+      the model was called on (after any grayscale-to-RGB conversion).
+    kl_weight: scalar beta (may be traced, e.g. from a schedule).
+
+  Returns:
+    `(loss, metrics)`: `loss` a float32 scalar; `metrics` float32 scalars
+    `loss`, `nll_per_subpixel` (nats), `kl_per_cell` (nats), `mse` of the
+    reconstruction in [0, 1] pixel units, and `codebook_perplexity` (exp of
+    the entropy of the batch-averaged code distribution; K means every code
+    is used equally).
+
+  Raises:
+    ValueError: if `images` does not have the shape of `outputs['loc']`.
+  """
+  loc, log_scale = outputs["loc"], outputs["log_scale"]
+  if images.shape != loc.shape:
+    raise ValueError(
+      f"images have shape {images.shape} but the decoder produced "
+      f"{loc.shape}; pass the [B, H, W, C] images the model was called on "
+      "(repeat grayscale images to C channels first)."
+    )
+  pixels = pixels_to_unit(images)
+  nll = logit_laplace_nll(map_pixels(pixels), loc, log_scale)
+  kl = kl_to_uniform(outputs["logits"])
+  subpixels_per_image = nll[0].size
+  nll_per_image = jnp.sum(nll, axis=(1, 2, 3))
+  kl_per_image = jnp.sum(kl, axis=(1, 2))
+  loss = jnp.mean(nll_per_image + kl_weight * kl_per_image)
+  loss = loss / subpixels_per_image
+  reconstruction = unmap_pixels(jax.nn.sigmoid(loc))
+  metrics = {
+    "loss": loss,
+    "nll_per_subpixel": jnp.mean(nll),
+    "kl_per_cell": jnp.mean(kl),
+    "mse": jnp.mean(jnp.square(reconstruction - pixels)),
+    "codebook_perplexity": _codebook_perplexity(outputs["logits"]),
+  }
+  return loss, metrics
+
+
+def _codebook_perplexity(logits: jax.Array) -> jax.Array:
+  """exp(entropy) of the code distribution averaged over batch and grid.
+
+  Args:
+    logits: `[B, h, w, K]` float.
+
+  Returns:
+    float32 scalar in [1, K].
+  """
+  probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+  mean_probs = jnp.mean(probs.reshape(-1, probs.shape[-1]), axis=0)
+  entropy = -jnp.sum(mean_probs * jnp.log(jnp.maximum(mean_probs, 1e-30)))
+  return jnp.exp(entropy)
