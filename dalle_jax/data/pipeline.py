@@ -68,6 +68,11 @@ def prepare_sources(config: ConfigDict) -> DataSources:
     from dalle_jax.data import folder
 
     builder = folder.prepare_folder(config.data.folder, root)
+    if "validation" not in builder.info.splits:
+      raise ValueError(
+        f"The folder {config.data.folder!r} has a single usable image, so it "
+        "has no validation split; add at least one more captioned image."
+      )
     extra = {}
   return DataSources(
     train=builder.as_data_source("train"),
