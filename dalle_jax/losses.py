@@ -1,11 +1,14 @@
 """Pure loss functions and the pixel maps they rely on.
 
-Only the dVAE objective lives here so far (paper §2.1, App. A.2, A.3); the
-transformer and CLIP losses will join it.
+The dVAE objective (paper §2.1, App. A.2, A.3) and the transformer prior's
+weighted text/image cross-entropy (§2.2); the CLIP loss will join them.
 
 Shape letters: B batch, H/W image height/width in pixels, C image channels,
-h/w code-grid height/width, K codebook size (image vocabulary).
+h/w code-grid height/width, K codebook size (image vocabulary), L text
+length, V text vocabulary, N image tokens.
 """
+
+import math
 
 import jax
 import jax.numpy as jnp
@@ -195,3 +198,100 @@ def _codebook_perplexity(logits: jax.Array) -> jax.Array:
   mean_probs = jnp.mean(probs.reshape(-1, probs.shape[-1]), axis=0)
   entropy = -jnp.sum(mean_probs * jnp.log(jnp.maximum(mean_probs, 1e-30)))
   return jnp.exp(entropy)
+
+
+# The transformer prior's loss (paper §2.2): text_logits[:, j] predicts
+# text_tokens[:, j + 1] and image_logits[:, i] predicts image_codes[:, i].
+
+TEXT_WEIGHT = 1 / 8  # paper §2.2
+IMAGE_WEIGHT = 7 / 8
+
+
+def _token_cross_entropy(logits: jax.Array, targets: jax.Array):
+  """Per-token cross-entropy in nats and whether the argmax was right.
+
+  Args:
+    logits: [B, S, C] float.
+    targets: [B, S] int in [0, C).
+
+  Returns:
+    ([B, S] float32 nats, [B, S] bool argmax == target).
+  """
+  log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+  target_log_probs = jnp.take_along_axis(
+    log_probs, targets[..., None].astype(jnp.int32), axis=-1
+  )[..., 0]
+  correct = jnp.argmax(logits, axis=-1) == targets
+  return -target_log_probs, correct
+
+
+def _check_shapes(text_logits, image_logits, text_tokens, image_codes):
+  batch, length = text_tokens.shape
+  expected = {
+    "text_logits": (text_logits.shape[:2], (batch, length - 1)),
+    "image_logits": (image_logits.shape[:2], tuple(image_codes.shape)),
+  }
+  for name, (got, want) in expected.items():
+    if tuple(got) != want:
+      raise ValueError(
+        f"{name} has leading shape {tuple(got)}; expected {want} for"
+        f" text_tokens {tuple(text_tokens.shape)} and image_codes"
+        f" {tuple(image_codes.shape)}. Pass the outputs of"
+        " Transformer.__call__ on these tokens."
+      )
+
+
+def dalle_loss(
+  text_logits: jax.Array,
+  image_logits: jax.Array,
+  text_tokens: jax.Array,
+  image_codes: jax.Array,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """(1/8) text cross-entropy + (7/8) image cross-entropy.
+
+  Each cross-entropy is the mean over the tokens of its kind in the batch
+  (the paper normalises each by its token count). Pad tokens are real text
+  tokens (one per position) and are scored like any other.
+
+  Args:
+    text_logits: [B, L-1, V] float; [:, j] predicts text_tokens[:, j+1].
+    image_logits: [B, N, K] float; [:, i] predicts image_codes[:, i].
+    text_tokens: [B, L] int32.
+    image_codes: [B, N] int32.
+
+  Returns:
+    loss: float32 scalar, the training objective.
+    metrics: float32 scalars
+      - text_loss: mean text cross-entropy, nats per text token (0 when
+        L = 1: no text token is predicted).
+      - image_loss: mean image cross-entropy, nats per image token.
+      - image_bits_per_token: image_loss / ln 2, bits per image token. An
+        image token is one dimension of the discrete latent, so this is the
+        prior's bits per (latent) dimension; times N it is the bits of a
+        whole image's codes.
+      - text_accuracy, image_accuracy: fraction of argmax hits.
+      - loss: the objective again.
+
+  Raises:
+    ValueError: if the logits do not fit the tokens' shapes.
+  """
+  _check_shapes(text_logits, image_logits, text_tokens, image_codes)
+  image_nats, image_hits = _token_cross_entropy(image_logits, image_codes)
+  image_loss = jnp.mean(image_nats)
+  image_accuracy = jnp.mean(image_hits.astype(jnp.float32))
+  if text_logits.shape[1]:
+    text_nats, text_hits = _token_cross_entropy(text_logits, text_tokens[:, 1:])
+    text_loss = jnp.mean(text_nats)
+    text_accuracy = jnp.mean(text_hits.astype(jnp.float32))
+  else:
+    text_loss = text_accuracy = jnp.zeros((), jnp.float32)
+  loss = TEXT_WEIGHT * text_loss + IMAGE_WEIGHT * image_loss
+  metrics = {
+    "loss": loss,
+    "text_loss": text_loss,
+    "image_loss": image_loss,
+    "image_bits_per_token": image_loss / math.log(2),
+    "text_accuracy": text_accuracy,
+    "image_accuracy": image_accuracy,
+  }
+  return loss, metrics
