@@ -185,6 +185,25 @@ def export_params(workdir: str, params) -> str:
   return path
 
 
+def export_model(out_dir: str, task: str, model_fields: dict, params) -> str:
+  """Writes converted weights: `<out_dir>/params` and a `config.json`.
+
+  `config.json` holds `{"task": task, "model": model_fields}`, so the
+  model's config dataclass can be rebuilt from it and the params loaded
+  with `load_params(out_dir)`.
+
+  Returns:
+    The path of the params checkpoint.
+  """
+  out_dir = os.path.abspath(out_dir)
+  os.makedirs(out_dir, exist_ok=True)
+  path = export_params(out_dir, params)
+  write_json_atomically(
+    os.path.join(out_dir, CONFIG_FILE), {"task": task, "model": model_fields}
+  )
+  return path
+
+
 def load_params(workdir: str, abstract_params=None):
   """Loads the params-only export of a work directory.
 

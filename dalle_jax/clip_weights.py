@@ -671,14 +671,9 @@ def save_clip(out_dir: str, config: CLIPConfig, params: dict) -> str:
   """
   from dalle_jax import checkpoint  # orbax only when saving
 
-  out_dir = os.path.abspath(out_dir)
-  os.makedirs(out_dir, exist_ok=True)
-  path = checkpoint.export_params(out_dir, params)
-  checkpoint.write_json_atomically(
-    os.path.join(out_dir, checkpoint.CONFIG_FILE),
-    {"task": "clip", "model": dataclasses.asdict(config)},
+  return checkpoint.export_model(
+    out_dir, "clip", dataclasses.asdict(config), params
   )
-  return path
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -143,6 +143,28 @@ def base_config() -> ConfigDict:
   return config
 
 
+def shrink_to_tiny(config: ConfigDict) -> None:
+  """Shrinks data and cadence for `variant=tiny`: a few seconds on a CPU.
+
+  32 px Shapes with 64/16/16 examples, batches of 8, 6 steps that log,
+  evaluate and checkpoint often enough for tests to see every path.
+  """
+  config.data.image_size = 32
+  config.data.batch_size = 8
+  config.data.eval_batch_size = 8
+  config.data.shapes.num_train = 64
+  config.data.shapes.num_validation = 16
+  config.data.shapes.num_zero_shot = 16
+  config.tokenizer.vocab_size = 64
+  config.optim.warmup_steps = 2
+  config.train.num_steps = 6
+  config.train.log_every = 2
+  config.train.eval_every = 3
+  config.train.eval_batches = 2
+  config.train.checkpoint_every = 2
+  config.train.preview_images = 4
+
+
 def load_config(
   spec: str, overrides: Mapping[str, Any] | None = None
 ) -> ConfigDict:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
@@ -328,14 +327,9 @@ def save_dvae(out_dir: str, config: DVAEConfig, params: dict) -> str:
   """
   from dalle_jax import checkpoint  # orbax only when saving
 
-  out_dir = os.path.abspath(out_dir)
-  os.makedirs(out_dir, exist_ok=True)
-  path = checkpoint.export_params(out_dir, params)
-  checkpoint.write_json_atomically(
-    os.path.join(out_dir, checkpoint.CONFIG_FILE),
-    {"task": "dvae", "model": dataclasses.asdict(config)},
+  return checkpoint.export_model(
+    out_dir, "dvae", dataclasses.asdict(config), params
   )
-  return path
 
 
 def _parser() -> argparse.ArgumentParser:

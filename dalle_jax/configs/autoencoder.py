@@ -26,21 +26,8 @@ def get_config(arg: str | None = None):
   config.train.eval_every = 500
   config.train.checkpoint_every = 500
   if args.variant == "tiny":
-    config.data.image_size = 32
-    config.data.batch_size = 8
-    config.data.eval_batch_size = 8
-    config.data.shapes.num_train = 64
-    config.data.shapes.num_validation = 16
-    config.data.shapes.num_zero_shot = 16
-    config.tokenizer.vocab_size = 64
+    config_lib.shrink_to_tiny(config)
     config.model.widths = (8, 16)
-    config.optim.warmup_steps = 2
-    config.train.num_steps = 6
-    config.train.log_every = 2
-    config.train.eval_every = 3
-    config.train.eval_batches = 2
-    config.train.checkpoint_every = 2
-    config.train.preview_images = 4
   elif args.variant not in VARIANTS:
     raise ValueError(
       f"Unknown variant {args.variant!r}; use one of {VARIANTS}."

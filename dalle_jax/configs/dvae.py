@@ -66,25 +66,12 @@ def get_config(arg: str | None = None):
   config.train.judge_examples = 1024
 
   if args.variant == "tiny":
-    config.data.image_size = 32
-    config.data.batch_size = 8
-    config.data.eval_batch_size = 8
-    config.data.shapes.num_train = 64
-    config.data.shapes.num_validation = 16
-    config.data.shapes.num_zero_shot = 16
-    config.tokenizer.vocab_size = 64
+    config_lib.shrink_to_tiny(config)
     config.model.group_count = 2
     config.model.n_hid = 8
     config.model.vocab_size = 32
     config.model.n_init = 8
-    config.optim.warmup_steps = 2
     config.optim.ema_decay = 0.9
-    config.train.num_steps = 6
-    config.train.log_every = 2
-    config.train.eval_every = 3
-    config.train.eval_batches = 2
-    config.train.checkpoint_every = 2
-    config.train.preview_images = 4
     config.train.judge_examples = 8
   elif args.variant == "paper":
     config.data.image_size = 256
