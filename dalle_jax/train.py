@@ -230,7 +230,7 @@ def run(config: ConfigDict, workdir: str) -> dict[str, float]:
   rules = sharding.rules_from_config(config.mesh.rules)
   mesh = sharding.make_mesh(config.mesh.shape)
   sources = pipeline.prepare_sources(config)
-  tokenizer = pipeline.ensure_tokenizer(config, workdir, sources.train)
+  tokenizer = pipeline.ensure_tokenizer(config, workdir, sources.train_captions)
   task = tasks.make_task(config)
   init_rng, step_rng, eval_rng = jax.random.split(
     jax.random.key(config.seed), 3

@@ -47,7 +47,7 @@ def folder_config(tmp_path_factory):
   config.tokenizer.vocab_size = 40
   workdir = str(tmp_path_factory.mktemp("work"))
   sources = pipeline.prepare_sources(config)
-  tokenizer = pipeline.ensure_tokenizer(config, workdir, sources.train)
+  tokenizer = pipeline.ensure_tokenizer(config, workdir, sources.train_captions)
   return config, sources, tokenizer
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import grain
 import jax
 import numpy as np
+import tensorflow_datasets as tfds
 from ml_collections import ConfigDict
 
 from dalle_jax import config as config_lib
@@ -41,11 +42,14 @@ class DataSources:
       `caption`.
     eval: the evaluation split (`validation`).
     extra: other evaluation splits by name (Shapes: `zero_shot`).
+    train_captions: the training split read without decoding images (for
+      tokenizer training, about twice as fast).
   """
 
   train: Sequence[dict]
   eval: Sequence[dict]
   extra: dict[str, Sequence[dict]]
+  train_captions: Sequence[dict]
 
 
 def prepare_sources(config: ConfigDict) -> DataSources:
@@ -78,6 +82,9 @@ def prepare_sources(config: ConfigDict) -> DataSources:
     train=builder.as_data_source("train"),
     eval=builder.as_data_source("validation"),
     extra=extra,
+    train_captions=builder.as_data_source(
+      "train", decoders={"image": tfds.decode.SkipDecoding()}
+    ),
   )
 
 
@@ -111,7 +118,14 @@ def all_captions(source: Sequence[dict], chunk: int = 4096) -> Iterator[str]:
 def ensure_tokenizer(
   config: ConfigDict, workdir: str, train_source: Sequence[dict]
 ) -> Tokenizer:
-  """Loads the tokenizer, training it on the training captions if absent."""
+  """Loads the tokenizer, training it on the training captions if absent.
+
+  Args:
+    config: the run config.
+    workdir: the run's work directory (default tokenizer location).
+    train_source: training records with a `caption` field (images are not
+      needed: `DataSources.train_captions` reads faster).
+  """
   path = tokenizer_path(config, workdir)
   if not os.path.exists(path):
     logging.info("Training a BPE tokenizer on %d captions", len(train_source))
