@@ -23,7 +23,8 @@ class TrainState:
     params: the model parameters (a pytree of float32 arrays).
     opt_state: the optax state for `tx`.
     ema_params: exponential moving average of `params` used for evaluation
-      and export, or None when `ema_decay` is 0.
+      and export, or None when `ema_decay` is 0. The decay warms up as
+      min(ema_decay, (1 + step) / (10 + step)).
     tx: the optax optimizer (static).
     ema_decay: EMA decay per step; 0 disables the EMA (static).
   """
@@ -54,7 +55,11 @@ class TrainState:
     params = optax.apply_updates(self.params, updates)
     ema = self.ema_params
     if self.ema_decay:
-      ema = optax.incremental_update(params, ema, 1.0 - self.ema_decay)
+      # Warm-up of the decay, so that a short run's average is not dominated
+      # by the initial parameters: min(decay, (1 + t) / (10 + t)).
+      step = self.step.astype(jnp.float32)
+      decay = jnp.minimum(self.ema_decay, (1.0 + step) / (10.0 + step))
+      ema = optax.incremental_update(params, ema, 1.0 - decay)
     new_state = self.replace(
       step=self.step + 1, params=params, opt_state=opt_state, ema_params=ema
     )
