@@ -30,6 +30,7 @@ STRUCTURAL_FIELDS = (
   "data.image_size",
   "data.text_length",
   "tokenizer.vocab_size",
+  "dvae",  # the frozen stage-1 model a transformer run encodes images with
 )
 
 

@@ -231,7 +231,7 @@ def run(config: ConfigDict, workdir: str) -> dict[str, float]:
   mesh = sharding.make_mesh(config.mesh.shape)
   sources = pipeline.prepare_sources(config)
   tokenizer = pipeline.ensure_tokenizer(config, workdir, sources.train_captions)
-  task = tasks.make_task(config)
+  task = tasks.make_task(config, tokenizer)
   init_rng, step_rng, eval_rng = jax.random.split(
     jax.random.key(config.seed), 3
   )

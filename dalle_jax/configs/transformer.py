@@ -1,0 +1,140 @@
+"""Stage 2: the DALL-E transformer prior over [text ; image codes] (§2.2).
+
+Needs a trained dVAE (stage 1), which stays frozen; its work directory is
+`config.dvae.workdir` (default `runs/dvae`). Train both on CPU Shapes:
+  python -m dalle_jax.train --config dalle_jax/configs/dvae.py \
+    --workdir runs/dvae
+  python -m dalle_jax.train --config dalle_jax/configs/transformer.py \
+    --workdir runs/transformer
+
+variant=shapes64 (the default): 64 px images -> the dVAE's 8x8 grid of 512
+codes, 32 text tokens, so T = 96 positions; 6 layers of 4 heads x 48
+(width 192, about 2.7M parameters in the blocks), batch 32, 3,000 steps.
+A step is 0.055 model TFLOP; it took 1.5 s on 2 CPU cores that were busy
+with another run (expect about twice as fast on idle ones, so well under an
+hour). What it should produce (expected, not yet measured): the validation
+`image_bits_per_token` falls well below log2(512) = 9 bits, `text_loss`
+falls to a fraction of a nat (Shapes captions are highly regular), and
+`images/` shows validation originals (top) over one sample per caption at
+temperature 1 (bottom) that mostly show the captioned colours and shapes;
+`eval/validation_judged_correct` vs `eval/zero_shot_judged_correct` measures
+zero-shot composition. Train metrics carry `tokens_per_step` and
+`model_tflops_per_step`: times `steps_per_second` they give tokens/s and
+achieved TFLOP/s (see `dalle_jax.tasks.transformer.train_flops_per_example`).
+
+variant=tiny runs in seconds (tests; pairs with dvae.py:variant=tiny, a
+16x16 grid of 32 codes). variant=paper is the paper's 12B model (64 layers,
+62 heads x 64, 256 text tokens, 32x32 grid of 8192 codes, BPE vocabulary
+16384) with its optimiser (App. B.2); it is for accelerators and is only
+ever built on CPU.
+
+The text vocabulary is `tokenizer.vocab_size + data.text_length`: the BPE
+ids plus one pad id per text position. `tokenizer.vocab_size` is an upper
+bound (a small caption set yields fewer BPE pieces; their ids then stay
+unused), so the model's shapes follow from the config alone.
+"""
+
+from ml_collections import ConfigDict
+
+from dalle_jax import config as config_lib
+
+VARIANTS = ("tiny", "shapes64", "paper")
+
+
+def get_config(arg: str | None = None):
+  args = config_lib.parse_arg(arg, variant="shapes64")
+  if args.variant not in VARIANTS:
+    raise ValueError(
+      f"Unknown variant {args.variant!r}; use one of {VARIANTS}."
+    )
+  config = config_lib.base_config()
+  config.task = "transformer"
+
+  config.dvae = ConfigDict()
+  # A finished dVAE run: its config.json and params/ (the exported EMA).
+  config.dvae.workdir = "runs/dvae"
+
+  config.data.image_size = 64
+  config.data.text_length = 32
+  config.tokenizer.vocab_size = 256
+
+  # The dVAE's grid and codebook; checked against the dVAE's own config.
+  config.model.grid_side = 8
+  config.model.image_vocab_size = 512
+  config.model.num_layers = 6
+  config.model.num_heads = 4
+  config.model.head_dim = 48
+  config.model.embed_dim = 0  # 0: num_heads * head_dim
+  config.model.mlp_ratio = 4
+  # The paper's 11 on a 32 grid is about a third of the side; 5 on an 8 grid.
+  config.model.conv_kernel = 5
+  config.model.conv_edge = "clamp"
+  config.model.attention = "block_sparse"
+  config.model.block_size = 32
+  config.model.dropout = 0.0
+  config.model.dtype = "float32"
+  config.model.remat = False
+
+  # Paper App. B.2: AdamW (0.9, 0.96, 1e-8), weight decay 4.5e-2, gradient
+  # norm clipped at 4, linear warm-up; the paper then halves the step size
+  # on plateaus five times (final = initial / 32), here a cosine to 1/32.
+  config.optim.lr = 6e-4
+  config.optim.warmup_steps = 200
+  config.optim.schedule = "cosine"
+  config.optim.end_lr_factor = 1 / 32
+  config.optim.b1 = 0.9
+  config.optim.b2 = 0.96
+  config.optim.eps = 1e-8
+  config.optim.weight_decay = 4.5e-2
+  config.optim.grad_clip_norm = 4.0
+  config.optim.ema_decay = 0.999
+
+  config.data.batch_size = 32
+  config.train.num_steps = 3_000
+  config.train.log_every = 50
+  config.train.eval_every = 500
+  config.train.checkpoint_every = 500
+  config.train.judge_examples = 256
+
+  if args.variant == "tiny":
+    config_lib.shrink_to_tiny(config)
+    config.dvae.workdir = "runs/dvae_tiny"
+    config.data.text_length = 8
+    config.model.grid_side = 16
+    config.model.image_vocab_size = 32
+    config.model.num_layers = 2
+    config.model.num_heads = 2
+    config.model.head_dim = 8
+    config.optim.lr = 3e-3
+    config.optim.ema_decay = 0.0
+    # Each evaluation compiles and runs the sampler: evaluate only at the end.
+    config.train.num_steps = 10
+    config.train.eval_every = 10
+    config.train.eval_batches = 1
+    config.train.checkpoint_every = 10
+    config.train.judge_examples = 8
+  elif args.variant == "paper":
+    config.dvae.workdir = "runs/dvae_paper"
+    config.data.image_size = 256
+    config.data.text_length = 256
+    config.data.batch_size = 1024
+    config.data.bpe_dropout = 0.1  # §2.2, footnote 5
+    config.tokenizer.vocab_size = 16384
+    config.model.grid_side = 32
+    config.model.image_vocab_size = 8192
+    config.model.num_layers = 64
+    config.model.num_heads = 62
+    config.model.head_dim = 64
+    config.model.conv_kernel = 11
+    config.model.dtype = "bfloat16"
+    config.model.remat = True
+    config.optim.lr = 4.5e-4
+    config.optim.warmup_steps = 5_000
+    # The paper keeps an EMA with decay 0.99 every 25 updates: 0.99**(1/25)
+    # per update.
+    config.optim.ema_decay = 0.99 ** (1 / 25)
+    config.train.num_steps = 430_000
+    config.train.eval_every = 10_000
+    config.train.checkpoint_every = 10_000
+    config.train.judge_examples = 0
+  return config.lock()
