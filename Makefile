@@ -18,13 +18,13 @@ $(BIN)/python:
 	$(UV) venv -q $(VENV)
 
 $(VENV)/.installed: $(BIN)/python requirements.txt pyproject.toml
-	VIRTUAL_ENV=$(VENV) $(UV) pip install -q -r requirements.txt -e .
+	$(UV) pip install --python $(BIN)/python -q -r requirements.txt -e .
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed requirements-test.txt requirements-ref.txt
-	VIRTUAL_ENV=$(VENV) $(UV) pip install -q -r requirements-test.txt
-	VIRTUAL_ENV=$(VENV) $(UV) pip install -q $(FIND_LINKS) -r requirements-ref.txt
-	VIRTUAL_ENV=$(VENV) $(UV) pip install -q --no-deps DALL-E
+	$(UV) pip install --python $(BIN)/python -q -r requirements-test.txt
+	$(UV) pip install --python $(BIN)/python -q $(FIND_LINKS) -r requirements-ref.txt
+	$(UV) pip install --python $(BIN)/python -q --no-deps DALL-E
 	touch $@
 
 install: $(VENV)/.installed
