@@ -66,6 +66,16 @@ def parse_arg(arg: str | None, **defaults: Any) -> ConfigDict:
   return result
 
 
+def parse_variant(
+  arg: str | None, variants: tuple[str, ...], default: str = "shapes64"
+) -> str:
+  """The `variant=...` of a config argument, checked against `variants`."""
+  variant = parse_arg(arg, variant=default).variant
+  if variant not in variants:
+    raise ValueError(f"Unknown variant {variant!r}; use one of {variants}.")
+  return variant
+
+
 def _convert(text: str, default: Any, key: str) -> Any:
   if isinstance(default, bool):
     if text.lower() in ("1", "true", "yes"):

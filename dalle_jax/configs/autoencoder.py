@@ -15,7 +15,7 @@ VARIANTS = ("tiny", "shapes64")
 
 
 def get_config(arg: str | None = None):
-  args = config_lib.parse_arg(arg, variant="shapes64")
+  variant = config_lib.parse_variant(arg, VARIANTS)
   config = config_lib.base_config()
   config.task = "autoencoder"
   config.model.widths = (16, 32)
@@ -25,11 +25,7 @@ def get_config(arg: str | None = None):
   config.train.log_every = 50
   config.train.eval_every = 500
   config.train.checkpoint_every = 500
-  if args.variant == "tiny":
+  if variant == "tiny":
     config_lib.shrink_to_tiny(config)
     config.model.widths = (8, 16)
-  elif args.variant not in VARIANTS:
-    raise ValueError(
-      f"Unknown variant {args.variant!r}; use one of {VARIANTS}."
-    )
   return config.lock()

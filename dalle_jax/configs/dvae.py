@@ -26,11 +26,7 @@ VARIANTS = ("tiny", "shapes64", "paper")
 
 
 def get_config(arg: str | None = None):
-  args = config_lib.parse_arg(arg, variant="shapes64")
-  if args.variant not in VARIANTS:
-    raise ValueError(
-      f"Unknown variant {args.variant!r}; use one of {VARIANTS}."
-    )
+  variant = config_lib.parse_variant(arg, VARIANTS)
   config = config_lib.base_config()
   config.task = "dvae"
 
@@ -65,7 +61,7 @@ def get_config(arg: str | None = None):
   config.data.batch_size = 32
   config.train.judge_examples = 1024
 
-  if args.variant == "tiny":
+  if variant == "tiny":
     config_lib.shrink_to_tiny(config)
     config.model.group_count = 2
     config.model.n_hid = 8
@@ -73,7 +69,7 @@ def get_config(arg: str | None = None):
     config.model.n_init = 8
     config.optim.ema_decay = 0.9
     config.train.judge_examples = 8
-  elif args.variant == "paper":
+  elif variant == "paper":
     config.data.image_size = 256
     config.data.batch_size = 512
     config.model.n_hid = 256
@@ -88,7 +84,7 @@ def get_config(arg: str | None = None):
     config.train.judge_examples = 0
 
   steps = config.train.num_steps
-  if args.variant == "paper":
+  if variant == "paper":
     config.dvae_schedule.temperature_steps = 150_000
     config.dvae_schedule.kl_warmup_steps = 5_000
   else:

@@ -42,11 +42,7 @@ VARIANTS = ("tiny", "shapes64", "paper")
 
 
 def get_config(arg: str | None = None):
-  args = config_lib.parse_arg(arg, variant="shapes64")
-  if args.variant not in VARIANTS:
-    raise ValueError(
-      f"Unknown variant {args.variant!r}; use one of {VARIANTS}."
-    )
+  variant = config_lib.parse_variant(arg, VARIANTS)
   config = config_lib.base_config()
   config.task = "transformer"
 
@@ -96,7 +92,7 @@ def get_config(arg: str | None = None):
   config.train.checkpoint_every = 500
   config.train.judge_examples = 256
 
-  if args.variant == "tiny":
+  if variant == "tiny":
     config_lib.shrink_to_tiny(config)
     config.dvae.workdir = "runs/dvae_tiny"
     config.data.text_length = 8
@@ -113,7 +109,7 @@ def get_config(arg: str | None = None):
     config.train.eval_batches = 1
     config.train.checkpoint_every = 10
     config.train.judge_examples = 8
-  elif args.variant == "paper":
+  elif variant == "paper":
     config.dvae.workdir = "runs/dvae_paper"
     config.data.image_size = 256
     config.data.text_length = 256
