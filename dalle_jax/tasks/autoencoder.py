@@ -8,18 +8,13 @@ from ml_collections import ConfigDict
 
 from dalle_jax import optim
 from dalle_jax.models.autoencoder import Autoencoder, AutoencoderConfig
-from dalle_jax.tasks.base import Task, norm_metrics
+from dalle_jax.tasks.base import Task, norm_metrics, psnr
 from dalle_jax.train_state import TrainState
 
 
 def _to_float(images: jax.Array) -> jax.Array:
   """`[B, H, W, 3] uint8` -> float32 in [0, 1]."""
   return images.astype(jnp.float32) / 255.0
-
-
-def _psnr(mse: jax.Array) -> jax.Array:
-  """PSNR in dB of images in [0, 1] from their mean squared error."""
-  return -10.0 * jnp.log10(jnp.maximum(mse, 1e-10))
 
 
 def make_task(config: ConfigDict) -> Task:
@@ -43,7 +38,7 @@ def make_task(config: ConfigDict) -> Task:
     new_state, updates = state.apply_gradients(grads)
     metrics = {
       "loss": mse,
-      "psnr": _psnr(mse),
+      "psnr": psnr(mse),
       "learning_rate": schedule(state.step),
       **norm_metrics(grads, updates, state.params),
     }
@@ -52,7 +47,7 @@ def make_task(config: ConfigDict) -> Task:
   def eval_step(params, batch, rng):
     del rng
     mse = loss_fn(params, _to_float(batch["image"]))
-    return {"loss": mse, "psnr": _psnr(mse)}
+    return {"loss": mse, "psnr": psnr(mse)}
 
   def preview(params, batch):
     images = _to_float(batch["image"])

@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
+import jax.numpy as jnp
+from optax import global_norm
 
 from dalle_jax.train_state import TrainState
 
@@ -49,10 +51,13 @@ class Task:
 
 def norm_metrics(grads, updates, params) -> Metrics:
   """Global L2 norms of gradients, updates and parameters (for logging)."""
-  from optax import global_norm
-
   return {
     "grad_norm": global_norm(grads),
     "update_norm": global_norm(updates),
     "param_norm": global_norm(params),
   }
+
+
+def psnr(mse: jax.Array) -> jax.Array:
+  """PSNR in dB of images in [0, 1] from their mean squared error."""
+  return -10.0 * jnp.log10(jnp.maximum(mse, 1e-10))

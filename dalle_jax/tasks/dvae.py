@@ -16,7 +16,7 @@ from ml_collections import ConfigDict
 
 from dalle_jax import evaluate, losses, optim
 from dalle_jax.models.dvae import DVAE, DVAEConfig
-from dalle_jax.tasks.base import Task, norm_metrics
+from dalle_jax.tasks.base import Task, norm_metrics, psnr
 from dalle_jax.train_state import TrainState
 
 
@@ -51,10 +51,6 @@ def kl_weight_schedule(schedule: ConfigDict) -> optax.Schedule:
     init_value=schedule.kl_weight, decay_steps=max(schedule.kl_warmup_steps, 1)
   )
   return lambda step: schedule.kl_weight - decay(step)
-
-
-def _psnr(mse: jax.Array) -> jax.Array:
-  return -10.0 * jnp.log10(jnp.maximum(mse, 1e-10))
 
 
 def code_statistics(codes: jax.Array, vocab_size: int) -> dict[str, jax.Array]:
@@ -111,32 +107,33 @@ def make_task(config: ConfigDict) -> Task:
     return new_state, metrics
 
   def reconstruct(params, images):
-    codes = model.apply({"params": params}, images, method=DVAE.encode)
+    """Hard-code round trip: `(logits, codes [B,h,w], decoded uint8)`."""
+    logits = model.apply({"params": params}, images, method=DVAE.encode_logits)
+    codes = jnp.argmax(logits, axis=-1).astype(jnp.int32)  # as DVAE.encode
     decoded = model.apply({"params": params}, codes, method=DVAE.decode)
-    return codes, decoded
+    return logits, codes, decoded
 
   def eval_step(params, batch, rng):
     del rng  # hard codes: no noise
     images = batch["image"]
-    codes, decoded = reconstruct(params, images)
+    logits, codes, decoded = reconstruct(params, images)
     error = decoded.astype(jnp.float32) / 255.0 - images / 255.0
     mse = jnp.mean(jnp.square(error))
-    logits = model.apply({"params": params}, images, method=DVAE.encode_logits)
     metrics = {
       "mse": mse,
-      "psnr": _psnr(mse),
+      "psnr": psnr(mse),
       "kl_per_cell": jnp.mean(losses.kl_to_uniform(logits)),
     }
     metrics.update(code_statistics(codes, dvae_config.vocab_size))
     return metrics
 
   def preview(params, batch):
-    _, decoded = reconstruct(params, batch["image"])
+    _, _, decoded = reconstruct(params, batch["image"])
     return jnp.stack([batch["image"], decoded])
 
   host_eval = None
   if config.data.name == "shapes" and config.train.judge_examples:
-    decode_jit = jax.jit(lambda params, images: reconstruct(params, images)[1])
+    decode_jit = jax.jit(lambda params, images: reconstruct(params, images)[2])
 
     def host_eval(params, sources):
       """Shapes judge on hard-code reconstructions of seen and held-out pairs."""
