@@ -157,3 +157,23 @@ def test_non_finite_loss_stops_with_step(tmp_path, data_dir):
   assert "Last good checkpoint: step 1" in message
   steps = os.listdir(os.path.join(workdir, checkpoint.CHECKPOINT_DIR))
   assert steps == ["1"]
+
+
+def test_dvae_stage_runs_end_to_end(tmp_path, data_dir):
+  dvae_config = os.path.join(os.path.dirname(CONFIG), "dvae.py")
+  config = config_lib.load_config(
+    f"{dvae_config}:variant=tiny",
+    {"data.data_dir": data_dir, "train.progress_bar": False},
+  )
+  workdir = str(tmp_path / "dvae")
+  metrics = run(config, workdir)
+  for name in ("psnr", "codebook_usage", "dead_codes", "kl_per_cell"):
+    assert np.isfinite(metrics[name])
+  assert 0.0 <= metrics["zero_shot_judged_correct"] <= 1.0
+  assert metrics["dead_codes"] == pytest.approx(
+    config.model.vocab_size * (1.0 - metrics["codebook_usage"])
+  )
+  train = [r for r in summaries.read_metrics(workdir) if r["split"] == "train"]
+  assert train[0]["temperature"] > train[-1]["temperature"]
+  assert train[0]["kl_weight"] < train[-1]["kl_weight"]
+  assert len(glob.glob(os.path.join(workdir, "images", "*.png"))) == 2
