@@ -11,7 +11,7 @@ WORKDIR ?= runs/default
 WHEELS ?= /opt/wheels
 FIND_LINKS := $(if $(wildcard $(WHEELS)),--find-links $(WHEELS),)
 
-.PHONY: install install-test train test lint format
+.PHONY: install install-test install-bench train test lint format
 
 $(BIN)/python:
 	$(PYTHON) -m pip install -q uv
@@ -27,8 +27,15 @@ $(VENV)/.installed-test: $(VENV)/.installed requirements-test.txt requirements-r
 	$(UV) pip install --python $(BIN)/python -q --no-deps DALL-E
 	touch $@
 
+# Benchmark extras (lucidrains' dalle-pytorch, CPU torch); not needed by CI.
+$(VENV)/.installed-bench: $(VENV)/.installed-test requirements-bench.txt
+	$(UV) pip install --python $(BIN)/python -q $(FIND_LINKS) -r requirements-bench.txt
+	$(UV) pip install --python $(BIN)/python -q --no-deps dalle-pytorch==1.6.6
+	touch $@
+
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
+install-bench: $(VENV)/.installed-bench
 
 train: install
 	$(BIN)/python -m dalle_jax.train --config $(CONFIG) --workdir $(WORKDIR)

@@ -21,14 +21,17 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def _check_settings(temperature, top_k, top_p) -> None:
+def _check_settings(temperature, top_k, top_p, greedy) -> None:
   """Raises ValueError for sampling settings outside their ranges."""
-  if not (
-    isinstance(temperature, numbers.Real) and 0 <= temperature < math.inf
-  ):
+  if not isinstance(greedy, bool):
     raise ValueError(
-      f"temperature={temperature!r} must be a finite Python number >= 0"
-      " (0 means greedy, 1 the model's own distribution)."
+      f"greedy={greedy!r} must be True (argmax decoding) or False (sample)."
+    )
+  if not (isinstance(temperature, numbers.Real) and 0 < temperature < math.inf):
+    raise ValueError(
+      f"temperature={temperature!r} must be a finite Python number > 0"
+      " (1 samples the model's own distribution); for argmax decoding pass"
+      " greedy=True."
     )
   if top_k is not None and (
     not isinstance(top_k, numbers.Integral)
@@ -51,6 +54,8 @@ def filter_logits(
   temperature: float = 1.0,
   top_k: int | None = None,
   top_p: float | None = None,
+  *,
+  greedy: bool = False,
 ) -> jax.Array:
   """Temperature, then top-k, then top-p (nucleus), row by row.
 
@@ -59,23 +64,26 @@ def filter_logits(
 
   Args:
     logits: [B, K] float.
-    temperature: Python number >= 0; logits are divided by it. 0 keeps only
-      the argmax (the first one on ties): greedy decoding.
+    temperature: finite Python number > 0; logits are divided by it.
     top_k: None, or keep the k largest logits (k >= K keeps all).
     top_p: None, or keep the smallest set of most likely tokens whose
       probability (after temperature and top-k) reaches top_p; the most
       likely token is always kept. 1 keeps all.
+    greedy: keep only the argmax (the first one on ties), unscaled. It
+      survives every filter, so temperature, top_k and top_p (still
+      checked) change nothing.
 
   Returns:
     [B, K] float32 filtered logits, ready for `jax.random.categorical`.
 
   Raises:
-    ValueError: temperature < 0, top_k < 1 or top_p outside (0, 1].
+    ValueError: temperature not a finite number > 0, top_k < 1, top_p
+      outside (0, 1], or greedy not a bool.
   """
-  _check_settings(temperature, top_k, top_p)
+  _check_settings(temperature, top_k, top_p, greedy)
   logits = logits.astype(jnp.float32)
   vocab = logits.shape[-1]
-  if temperature == 0:
+  if greedy:
     best = jnp.argmax(logits, axis=-1)[..., None]
     return jnp.where(jnp.arange(vocab) == best, logits, -jnp.inf)
   logits = logits / temperature
@@ -177,6 +185,7 @@ def sample_image_codes(
   top_k: int | None = None,
   top_p: float | None = None,
   *,
+  greedy: bool = False,
   prime_codes: jax.Array | None = None,
 ) -> jax.Array:
   """Samples N image codes autoregressively in one fixed-length lax.scan.
@@ -195,9 +204,10 @@ def sample_image_codes(
     rngs: [B] PRNG keys, one per row (see `row_keys`); the draw of code i
       uses fold_in(rngs[b], i).
     num_tokens: N, Python int.
-    temperature: Python number >= 0; 0 is greedy (argmax, no randomness).
+    temperature: finite Python number > 0; see `filter_logits`.
     top_k: see `filter_logits`.
     top_p: see `filter_logits`.
+    greedy: pick the argmax at every step (no randomness; rngs unused).
     prime_codes: optional [B, P] int32 codes of the first P cells (e.g. the
       top rows of an image to complete); fed instead of sampled and returned
       unchanged.
@@ -209,13 +219,13 @@ def sample_image_codes(
     ValueError: bad settings (see filter_logits), shapes that do not fit,
       or concrete prime_codes outside [0, K).
   """
-  _check_settings(temperature, top_k, top_p)
+  _check_settings(temperature, top_k, top_p, greedy)
   _check_loop_inputs(first_logits, rngs, num_tokens, prime_codes)
   batch = first_logits.shape[0]
   num_primed = 0 if prime_codes is None else prime_codes.shape[1]
 
   def choose(logits, step):
-    if temperature == 0:
+    if greedy:
       picked = jnp.argmax(logits, axis=-1)
     else:
       filtered = filter_logits(logits, temperature, top_k, top_p)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec
 
-from dalle_jax import sharding
+from dalle_jax import losses, sharding
 from dalle_jax.models import clip
 
 BPE_VOCAB = 50
@@ -230,7 +230,9 @@ def test_contrastive_loss_matches_numpy():
   logits = np.random.default_rng(0).normal(size=(5, 5)) * 4
   image_to_text = -np.mean(np.diag(_numpy_log_softmax(logits, axis=1)))
   text_to_image = -np.mean(np.diag(_numpy_log_softmax(logits, axis=0)))
-  loss, metrics = jax.jit(clip.clip_contrastive_loss)(logits.astype(np.float32))
+  loss, metrics = jax.jit(losses.clip_contrastive_loss)(
+    logits.astype(np.float32)
+  )
   np.testing.assert_allclose(
     loss, (image_to_text + text_to_image) / 2, rtol=1e-5
   )
@@ -246,7 +248,7 @@ def test_contrastive_accuracies_on_hand_made_logits():
   # Rows (images): 0 -> caption 0 (right), 1 -> 0 (wrong), 2 -> 2 (right).
   # Columns (captions): 0 -> image 1 (wrong), 1 -> 1, 2 -> 2.
   logits = jnp.array([[5.0, 0.0, 1.0], [6.0, 5.0, 0.0], [0.0, 1.0, 3.0]])
-  _, metrics = jax.jit(clip.clip_contrastive_loss)(logits)
+  _, metrics = jax.jit(losses.clip_contrastive_loss)(logits)
   np.testing.assert_allclose(metrics["image_to_text_accuracy"], 2 / 3)
   np.testing.assert_allclose(metrics["text_to_image_accuracy"], 2 / 3)
 
@@ -254,19 +256,19 @@ def test_contrastive_accuracies_on_hand_made_logits():
 def test_clamp_logit_scale_clips_to_zero_and_ln_100(tiny_variables):
   for stored, expected in ((-1.0, 0.0), (2.0, 2.0), (7.0, math.log(100))):
     params = {"logit_scale": jnp.float32(stored), "text": {"x": 1}}
-    clamped = clip.clamp_logit_scale(params)
+    clamped = losses.clamp_logit_scale(params)
     np.testing.assert_allclose(clamped["logit_scale"], expected, rtol=1e-6)
     assert clamped["text"] is params["text"]
   boxed = dict(tiny_variables["params"])
   boxed["logit_scale"] = boxed["logit_scale"].replace_boxed(jnp.float32(9.0))
-  clamped = clip.clamp_logit_scale(boxed)["logit_scale"]
+  clamped = losses.clamp_logit_scale(boxed)["logit_scale"]
   assert isinstance(clamped, nn.LogicallyPartitioned)
   np.testing.assert_allclose(clamped.unbox(), math.log(100), rtol=1e-6)
 
 
 def test_clamp_logit_scale_needs_the_params_collection(tiny_variables):
   with pytest.raises(KeyError, match="got keys \\['params'\\]"):
-    clip.clamp_logit_scale(tiny_variables)
+    losses.clamp_logit_scale(tiny_variables)
 
 
 def test_activations_match_their_formulas():

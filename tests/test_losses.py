@@ -147,3 +147,41 @@ def test_dvae_loss_rejects_images_of_another_shape():
   outputs = _random_outputs(np.random.default_rng(3))
   with pytest.raises(ValueError, match=r"\(2, 8, 8, 3\).*grayscale"):
     losses.dvae_loss(outputs, np.zeros((2, 8, 8), np.uint8), 1.0)
+
+
+def test_dvae_loss_gaussian_likelihood_matches_numpy():
+  rng = np.random.default_rng(4)
+  outputs = _random_outputs(rng)
+  images = rng.integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
+  sigma = 0.05
+
+  x = 0.8 * images.astype(np.float64) / 255 + 0.1
+  mean = 1 / (1 + np.exp(-outputs["loc"].astype(np.float64)))
+  density = np.exp(-0.5 * ((x - mean) / sigma) ** 2) / (
+    sigma * np.sqrt(2 * np.pi)
+  )
+  nll = -np.log(density)
+  probs = _numpy_softmax(outputs["logits"].astype(np.float64))
+  kl = (probs * np.log(probs * 16)).sum(axis=-1)
+  expected = (nll.sum(axis=(1, 2, 3)) + 2.0 * kl.sum(axis=(1, 2))).mean() / (
+    8 * 8 * 3
+  )
+
+  loss, metrics = losses.dvae_loss(
+    outputs, images, 2.0, likelihood="gaussian", gaussian_scale=sigma
+  )
+  assert float(loss) == pytest.approx(expected, rel=1e-5)
+  assert float(metrics["nll_per_subpixel"]) == pytest.approx(nll.mean(), 1e-5)
+  # The Gaussian has a fixed scale: the log-scale channels do not matter.
+  outputs["log_scale"] = outputs["log_scale"] + 3.0
+  again, _ = losses.dvae_loss(
+    outputs, images, 2.0, likelihood="gaussian", gaussian_scale=sigma
+  )
+  assert float(again) == pytest.approx(float(loss), rel=1e-6)
+
+
+def test_dvae_loss_rejects_unknown_likelihood():
+  outputs = _random_outputs(np.random.default_rng(5))
+  images = np.zeros((2, 8, 8, 3), np.uint8)
+  with pytest.raises(ValueError, match="'laplace'.*logit_laplace"):
+    losses.dvae_loss(outputs, images, 1.0, likelihood="laplace")

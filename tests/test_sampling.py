@@ -28,9 +28,12 @@ def test_temperature_divides_the_logits():
   np.testing.assert_allclose(sampling.filter_logits(logits), logits)
 
 
-def test_temperature_zero_keeps_only_the_first_argmax():
+@pytest.mark.parametrize(
+  "settings", [dict(), dict(temperature=0.5, top_k=3, top_p=0.5)]
+)
+def test_greedy_keeps_only_the_first_argmax_unscaled(settings):
   logits = np.array([[1.0, 3.0, 3.0, 0.0], [5.0, 1.0, 2.0, 0.0]], np.float32)
-  filtered = sampling.filter_logits(logits, 0.0)
+  filtered = sampling.filter_logits(logits, greedy=True, **settings)
   np.testing.assert_array_equal(_kept(filtered), [[0, 1, 0, 0], [1, 0, 0, 0]])
   assert filtered[0, 1] == 3.0
 
@@ -93,13 +96,25 @@ def test_temperature_applies_before_top_p():
 @pytest.mark.parametrize(
   "settings, message",
   [
-    (dict(temperature=-1.0), r"temperature=-1.0 must be a finite"),
+    (
+      dict(temperature=0.0),
+      r"temperature=0.0 must be a finite Python number > 0 .* greedy=True",
+    ),
+    (dict(temperature=0), r"temperature=0 must be a finite .* greedy=True"),
+    # Greedy needs no temperature, but a bad one is still an error.
+    (dict(temperature=0.0, greedy=True), r"temperature=0.0 must be a finite"),
+    (dict(temperature=-1.0), r"temperature=-1.0 must be a finite .* > 0"),
     (dict(temperature=math.nan), r"temperature=nan must be a finite"),
     (dict(temperature=math.inf), r"temperature=inf must be a finite"),
+    (dict(temperature="1"), r"temperature='1' must be a finite"),
+    (dict(greedy=1), r"greedy=1 must be True \(argmax decoding\) or False"),
+    (dict(greedy=None), r"greedy=None must be True"),
     (dict(top_k=0), r"top_k=0 must be None .* integer >= 1"),
     (dict(top_k=-3), r"top_k=-3 must be None"),
     (dict(top_k=2.5), r"top_k=2.5 must be None"),
+    (dict(top_k=True), r"top_k=True must be None"),
     (dict(top_p=0.0), r"top_p=0.0 must be None .* \(0, 1\]"),
+    (dict(top_p=-0.5), r"top_p=-0.5 must be None .* \(0, 1\]"),
     (dict(top_p=1.5), r"top_p=1.5 must be None"),
     (dict(top_p=math.nan), r"top_p=nan must be None"),
   ],
@@ -134,7 +149,7 @@ def _keys(batch, seed=0):
 
 
 @pytest.mark.parametrize(
-  "settings", [dict(temperature=0.0), dict(temperature=1.0, top_k=1)]
+  "settings", [dict(greedy=True), dict(temperature=1.0, top_k=1)]
 )
 def test_fake_model_gives_the_known_sequence(settings):
   first = _one_hot_logits(jnp.array([3, 7]))
@@ -148,7 +163,7 @@ def test_fake_model_gives_the_known_sequence(settings):
 def test_step_fn_receives_the_position_of_the_fed_code():
   first = _one_hot_logits(jnp.array([5]))
   codes = sampling.sample_image_codes(
-    _next_position_step, first, 0, _keys(1), NUM_TOKENS, 0.0
+    _next_position_step, first, 0, _keys(1), NUM_TOKENS, greedy=True
   )
   np.testing.assert_array_equal(codes, [[5, 1, 2, 3, 4, 5]])
 
@@ -163,7 +178,7 @@ def test_loop_body_is_traced_once():
 
   first = _one_hot_logits(jnp.array([0]))
   codes = sampling.sample_image_codes(
-    step, first, jnp.int32(0), _keys(1), NUM_TOKENS, 0.0
+    step, first, jnp.int32(0), _keys(1), NUM_TOKENS, greedy=True
   )
   assert len(seen) == 1  # the loop body was traced once, not per step
   np.testing.assert_array_equal(codes, [[0, 1, 2, 3, 4, 5]])
@@ -174,13 +189,13 @@ def test_single_token_needs_no_step():
     raise AssertionError("no step is needed for one token")
 
   codes = sampling.sample_image_codes(
-    step, _one_hot_logits(jnp.array([2])), 0, _keys(1), 1, 0.0
+    step, _one_hot_logits(jnp.array([2])), 0, _keys(1), 1, greedy=True
   )
   np.testing.assert_array_equal(codes, [[2]])
 
 
-@pytest.mark.parametrize("temperature", [0.0, 1.0])
-def test_priming_feeds_the_given_codes_and_returns_them(temperature):
+@pytest.mark.parametrize("greedy", [True, False])
+def test_priming_feeds_the_given_codes_and_returns_them(greedy):
   first = _one_hot_logits(jnp.array([0, 0]))
   prime = np.array([[5, 2], [1, 6]], np.int32)
   codes = sampling.sample_image_codes(
@@ -189,8 +204,8 @@ def test_priming_feeds_the_given_codes_and_returns_them(temperature):
     0,
     _keys(2),
     NUM_TOKENS,
-    temperature,
     top_k=1,
+    greedy=greedy,
     prime_codes=prime,
   )
   np.testing.assert_array_equal(codes, [[5, 2, 3, 4, 5, 6], [1, 6, 7, 0, 1, 2]])
@@ -251,6 +266,27 @@ def test_same_seed_same_codes_whatever_the_batch():
   assert not np.array_equal(batch[0], batch[1])
   other = _table_sampler()(offsets[prompts], 8, prompts, candidates)
   assert not np.array_equal(other, batch)
+
+
+def test_greedy_follows_the_argmax_chain_whatever_the_seed():
+  offsets = np.random.default_rng(2).normal(0, 1, (3, VOCAB))
+  offsets = offsets.astype(np.float32)
+
+  def greedy(seed):
+    rngs = sampling.row_keys(seed, np.arange(3), np.zeros(3, np.int32))
+    return sampling.sample_image_codes(
+      _table_step, offsets, offsets, rngs, NUM_TOKENS, greedy=True
+    )
+
+  # Reference: the argmax chain through the table, written out in numpy.
+  expected = np.zeros((3, NUM_TOKENS), np.int64)
+  expected[:, 0] = np.argmax(offsets, axis=-1)
+  for index in range(1, NUM_TOKENS):
+    expected[:, index] = np.argmax(
+      TABLE[expected[:, index - 1]] + offsets, axis=-1
+    )
+  np.testing.assert_array_equal(greedy(0), expected)
+  np.testing.assert_array_equal(greedy(1), expected)
 
 
 def test_sampled_codes_respect_top_k():

@@ -64,6 +64,34 @@ def test_empty_caption_is_all_distinct_pads(tok):
   assert tok.decode(tokens) == ["", ""]
 
 
+def test_empty_caption_is_all_pads_with_bpe_dropout_too(tok, caplog):
+  # The unconditional sample's prompt: no caption token, no warning.
+  with caplog.at_level(logging.WARNING, logger="dalle_jax.tokenizer"):
+    tokens = tok.encode([""], bpe_dropout=0.5, rng_seed=3)
+  assert tokens.tolist() == [list(range(120, 136))]
+  assert not caplog.records
+  assert tok.truncation.captions_truncated == 0
+
+
+def test_truncation_starts_one_token_past_text_length(model_path, caplog):
+  caption = CAPTIONS[0]
+  bpe_ids = spm.SentencePieceProcessor(model_file=model_path).encode(caption)
+  exact = Tokenizer.load(model_path, text_length=len(bpe_ids))
+  short = Tokenizer.load(model_path, text_length=len(bpe_ids) - 1)
+  with caplog.at_level(logging.WARNING, logger="dalle_jax.tokenizer"):
+    whole = exact.encode([caption])
+    assert not caplog.records  # exactly L tokens fit: nothing is cut
+    cut = short.encode([caption])
+  assert whole[0].tolist() == bpe_ids
+  assert exact.decode(whole) == [caption]
+  assert cut[0].tolist() == bpe_ids[:-1]  # the first L tokens are kept
+  assert len(caplog.records) == 1
+  message = caplog.records[0].getMessage()
+  assert "1 of 1 captions" in message
+  assert f"text_length={len(bpe_ids) - 1}" in message
+  assert f"longest: {len(bpe_ids)}" in message
+
+
 def test_round_trip_lower_cases_and_normalises_whitespace(tok):
   captions = [
     "A Small RED circle in the top left",

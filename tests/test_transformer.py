@@ -97,7 +97,7 @@ def _greedy_generate(config):
     )
     step = functools.partial(transformer.decode_step, config, params)
     return sampling.sample_image_codes(
-      step, logits, cache, rngs, config.num_image_tokens, temperature=0.0
+      step, logits, cache, rngs, config.num_image_tokens, greedy=True
     )
 
   return jax.jit(generate)

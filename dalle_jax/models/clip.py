@@ -2,7 +2,8 @@
 
 The layout follows OpenAI's ViT CLIP (`clip/model.py`), so released OpenAI
 and Hugging Face weights load through `dalle_jax.clip_weights`. DALL-E uses
-it to rerank sampled images by caption similarity (paper §2.6).
+it to rerank sampled images by caption similarity (paper §2.6); its training
+loss is `dalle_jax.losses.clip_contrastive_loss`.
 
 Shapes: B batch, H/W image side (= `image_size`), G patch grid side
 (`image_size / patch_size`), N = G*G + 1 image positions (class token
@@ -449,70 +450,3 @@ class CLIP(nn.Module):
       jnp.exp(self.logit_scale) * image_embeddings @ text_embeddings.T
     )
     return logits_per_image, logits_per_image.T
-
-
-# ---------------------------------------------------------------------------
-# Training objective. Temporarily here while dalle_jax/losses.py has another
-# owner; both functions move there unchanged.
-# ---------------------------------------------------------------------------
-
-# open_clip clamps the stored log scale to [0, ln 100] after each step.
-LOGIT_SCALE_MAX = math.log(100.0)
-
-
-def clip_contrastive_loss(
-  logits_per_image: jax.Array,
-) -> tuple[jax.Array, dict[str, jax.Array]]:
-  """Symmetric InfoNCE: image i's caption is caption i, and vice versa.
-
-  Args:
-    logits_per_image: `[B, B] float` scaled similarities, rows images,
-      columns captions (the first output of `CLIP.__call__`).
-
-  Returns:
-    `(loss, metrics)`: `loss` a float32 scalar, the mean of the
-    image->text and text->image cross-entropies with labels `arange(B)`;
-    `metrics` float32 scalars `loss`, `image_to_text_loss`,
-    `text_to_image_loss`, `image_to_text_accuracy` (fraction of images
-    whose most similar caption is their own) and `text_to_image_accuracy`.
-  """
-  logits = logits_per_image.astype(jnp.float32)
-  diagonal = jnp.diagonal(logits)
-  image_to_text = jnp.mean(jax.nn.logsumexp(logits, axis=1) - diagonal)
-  text_to_image = jnp.mean(jax.nn.logsumexp(logits, axis=0) - diagonal)
-  loss = (image_to_text + text_to_image) / 2
-  labels = jnp.arange(logits.shape[0])
-  metrics = {
-    "loss": loss,
-    "image_to_text_loss": image_to_text,
-    "text_to_image_loss": text_to_image,
-    "image_to_text_accuracy": jnp.mean(jnp.argmax(logits, axis=1) == labels),
-    "text_to_image_accuracy": jnp.mean(jnp.argmax(logits, axis=0) == labels),
-  }
-  return loss, metrics
-
-
-def clamp_logit_scale(params: dict, maximum: float = LOGIT_SCALE_MAX) -> dict:
-  """Clips `params['logit_scale']` to [0, maximum] (call after each update).
-
-  Args:
-    params: the `params` collection of `CLIP`, boxed or unboxed.
-    maximum: upper bound of the log scale; ln 100 caps the scale at 100.
-
-  Returns:
-    A shallow copy of `params` with the clipped `logit_scale`.
-
-  Raises:
-    KeyError: if `params` has no top-level 'logit_scale'.
-  """
-  if "logit_scale" not in params:
-    raise KeyError(
-      f"clamp_logit_scale needs the CLIP params collection with a top-level "
-      f"'logit_scale'; got keys {sorted(params)}. Pass variables['params']."
-    )
-  value = params["logit_scale"]
-  if isinstance(value, nn.LogicallyPartitioned):
-    value = value.replace_boxed(jnp.clip(value.unbox(), 0.0, maximum))
-  else:
-    value = jnp.clip(value, 0.0, maximum)
-  return {**params, "logit_scale": value}

@@ -92,7 +92,13 @@ def make_task(config: ConfigDict) -> Task:
 
   def loss_fn(params, images, rng, step):
     outputs = model.apply({"params": params}, images, rng, temperature(step))
-    return losses.dvae_loss(outputs, images, kl_weight(step))
+    return losses.dvae_loss(
+      outputs,
+      images,
+      kl_weight(step),
+      likelihood=config.dvae_loss.likelihood,
+      gaussian_scale=config.dvae_loss.gaussian_scale,
+    )
 
   def train_step(state: TrainState, batch, rng):
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)

@@ -48,6 +48,9 @@ def parse_args():
     "--dtype", default="float32", choices=["float32", "bfloat16"]
   )
   parser.add_argument("--temperature", type=float, default=1.0)
+  parser.add_argument(
+    "--greedy", action="store_true", help="argmax decoding (no sampling)"
+  )
   parser.add_argument("--top_k", type=int, default=None)
   parser.add_argument("--top_p", type=float, default=None)
   parser.add_argument("--repeats", type=int, default=3)
@@ -83,6 +86,7 @@ def cached_sampler(config: TransformerConfig, args):
       args.temperature,
       args.top_k,
       args.top_p,
+      greedy=args.greedy,
     )
 
   return jax.jit(sample)
@@ -93,7 +97,7 @@ def uncached_sampler(config: TransformerConfig, args):
   model = Transformer(config)
 
   def pick(logits, rngs, index):
-    if args.temperature == 0:
+    if args.greedy:
       return jnp.argmax(logits, axis=-1).astype(jnp.int32)
     filtered = sampling.filter_logits(
       logits, args.temperature, args.top_k, args.top_p
@@ -172,7 +176,8 @@ def main():
     f"backend={jax.default_backend()} layers={args.layers}"
     f" heads={args.heads}x{args.head_dim} text={args.text_length}"
     f" batch={args.batch} attention={args.attention} dtype={args.dtype}"
-    f" temperature={args.temperature} repeats={args.repeats};"
+    f" temperature={args.temperature} greedy={args.greedy}"
+    f" repeats={args.repeats};"
     " seconds per image (median), x = uncached / cached"
   )
   print(
