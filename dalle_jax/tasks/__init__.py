@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from ml_collections import ConfigDict
 
-from dalle_jax.tasks import autoencoder, dvae, transformer
+from dalle_jax.tasks import autoencoder, clip, dvae, transformer
 from dalle_jax.tasks.base import Task
 from dalle_jax.tokenizer import Tokenizer
 
@@ -24,6 +24,7 @@ TASKS: dict[str, TaskFactory] = {
   "autoencoder": _image_only(autoencoder.make_task),
   "dvae": _image_only(dvae.make_task),
   "transformer": transformer.make_task,
+  "clip": clip.make_task,
 }
 
 

@@ -1,0 +1,298 @@
+"""Task for the CLIP reranker (paper §2.6; Radford et al. 2021).
+
+Trains `models.clip.CLIP` from scratch on the run's captioned images with
+the symmetric contrastive loss (`losses.clip_contrastive_loss`): in a batch
+of B pairs, each image must pick out its own caption among the B and each
+caption its own image. The log temperature is learned and clamped to
+[0, ln 100] after every update (`losses.clamp_logit_scale`).
+
+Evaluation reports the loss and zero-shot retrieval accuracy on each
+evaluation batch (see `retrieval_accuracy`); on Shapes the host evaluation
+adds the same metrics on the `zero_shot` split, whose (colour, shape) pairs
+training never shows. The preview ranks the batch's images for each caption.
+
+`score` is what the reranker calls: the scaled cosine similarity of each
+image with its caption.
+
+The text vocabulary is `config.tokenizer.vocab_size + config.data.text_length`
+(`tasks.transformer.text_vocab_size`), so the model's shapes follow from the
+config alone, as in the transformer stage.
+
+Shape letters: B batch, S image side, L text length.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from ml_collections import ConfigDict
+
+from dalle_jax import losses, optim
+from dalle_jax.data import pipeline
+from dalle_jax.models.clip import (
+  CLIP,
+  POOL_FIRST_AT_LEAST,
+  CLIPConfig,
+  preprocess_images,
+)
+from dalle_jax.tasks import transformer as transformer_task
+from dalle_jax.tasks.base import Task, norm_metrics
+from dalle_jax.tokenizer import Tokenizer
+from dalle_jax.train_state import TrainState
+
+# The Shapes split of held-out (colour, shape) pairs, evaluated on the host.
+HELD_OUT_SPLIT = "zero_shot"
+
+
+def model_config(config: ConfigDict) -> CLIPConfig:
+  """The CLIPConfig of a run config (`config.model`, image and text sizes).
+
+  Captions are pooled at the first id >= the BPE bound V =
+  `config.tokenizer.vocab_size` (text_pooling 'first_at_least'), or at
+  L - 1 when there is none. Our tokenizer pads position p with
+  `bpe_vocab_size + p`, so with a tokenizer of exactly V pieces this is the
+  first pad. The run trains its tokenizer with V as an upper bound, and
+  Shapes captions support only 233 pieces of 256: then the pooled position
+  is the first p >= the caption's end with `233 + p >= 256`, i.e. position
+  23 for every caption shorter than that (or L - 1 if V - 233 >= L). In the
+  causal text tower each such position still sees the whole caption.
+
+  Args:
+    config: the run config (see `dalle_jax/configs/clip.py`).
+
+  Returns:
+    The model's hyperparameters.
+  """
+  model = config.model
+  return CLIPConfig(
+    image_size=config.data.image_size,
+    patch_size=model.patch_size,
+    vision_width=model.vision_width,
+    vision_layers=model.vision_layers,
+    vision_heads=model.vision_heads,
+    text_vocab_size=transformer_task.text_vocab_size(config),
+    text_length=config.data.text_length,
+    text_width=model.text_width,
+    text_layers=model.text_layers,
+    text_heads=model.text_heads,
+    embed_dim=model.embed_dim,
+    mlp_ratio=model.mlp_ratio,
+    activation=model.activation,
+    text_pooling=POOL_FIRST_AT_LEAST,
+    eos_token=config.tokenizer.vocab_size,
+  )
+
+
+def _embed(model: CLIP, images: jax.Array, text_tokens: jax.Array):
+  """Unit embeddings of both towers and the stored log scale."""
+  return (
+    model.embed_image(preprocess_images(images)),
+    model.embed_text(text_tokens),
+    model.logit_scale,
+  )
+
+
+def score(
+  clip_config: CLIPConfig,
+  params,
+  images: jax.Array,
+  text_tokens: jax.Array,
+) -> jax.Array:
+  """Scaled cosine similarity of each image with its caption.
+
+  Pure and jittable with `clip_config` static, e.g.
+  `jax.jit(score, static_argnums=0)`.
+
+  Args:
+    clip_config: the model's hyperparameters (`model_config(run_config)`).
+    params: the CLIP `params` collection (boxed or not), e.g. the export of
+      a CLIP run.
+    images: `[B, S, S, 3] uint8` RGB, S = `clip_config.image_size`.
+    text_tokens: `[B, L] int32` captions, row b belonging to image b; or
+      `[1, L]` to score every image against one caption (embedded once).
+
+  Returns:
+    `[B] float32`, `exp(logit_scale) * cos(image b, caption b)`; higher
+    means a better match.
+  """
+  image_embeddings, text_embeddings, logit_scale = CLIP(clip_config).apply(
+    {"params": params}, images, text_tokens, method=_embed
+  )
+  cosines = jnp.sum(image_embeddings * text_embeddings, axis=-1)
+  return jnp.exp(logit_scale) * cosines
+
+
+def retrieval_accuracy(
+  logits_per_image: jax.Array, text_tokens: jax.Array
+) -> dict[str, jax.Array]:
+  """Top-1 retrieval within one batch, counting equal captions as correct.
+
+  A Shapes evaluation batch can hold several images with the same canonical
+  caption (e.g. two "a red circle above a blue square" scenes drawn with
+  different jitter), and then no model can tell which of the equal captions
+  belongs to which image. So a retrieval counts as correct when the
+  retrieved caption's tokens equal the true caption's tokens: for an
+  image, the best-scoring caption is token for token its own caption; for
+  a caption, the best-scoring image is one whose caption equals it.
+
+  Args:
+    logits_per_image: `[B, B] float` similarities, rows images, columns
+      captions.
+    text_tokens: `[B, L] int32`, caption b belonging to image b.
+
+  Returns:
+    float32 scalars: `image_to_text_top1`, `text_to_image_top1` (fractions
+    of correct retrievals) and `chance_top1` (the expected accuracy of a
+    uniformly random pick, above 1 / B when captions repeat).
+  """
+  same_caption = jnp.all(
+    text_tokens[:, None, :] == text_tokens[None, :, :], axis=-1
+  )  # [B, B]: caption i equals caption j
+  rows = jnp.arange(logits_per_image.shape[0])
+  best_caption = jnp.argmax(logits_per_image, axis=1)  # per image
+  best_image = jnp.argmax(logits_per_image, axis=0)  # per caption
+  fraction = functools.partial(jnp.mean, dtype=jnp.float32)
+  return {
+    "image_to_text_top1": fraction(same_caption[rows, best_caption]),
+    "text_to_image_top1": fraction(same_caption[best_image, rows]),
+    "chance_top1": fraction(same_caption),
+  }
+
+
+def ranked_images(images: jax.Array, logits_per_image: jax.Array) -> jax.Array:
+  """For each caption, its own image and then the batch ranked by score.
+
+  Args:
+    images: `[B, S, S, 3] uint8`.
+    logits_per_image: `[B, B] float`, rows images, columns captions.
+
+  Returns:
+    `[B, B + 1, S, S, 3] uint8`: row c is image c (the one caption c came
+    with), then all B images from the best to the worst match of caption c.
+  """
+  order = jnp.argsort(-logits_per_image.T, axis=1)  # [captions, images]
+  return jnp.concatenate([images[:, None], images[order]], axis=1)
+
+
+def make_task(config: ConfigDict, tokenizer: Tokenizer | None = None) -> Task:
+  """Builds the CLIP task from the run config.
+
+  Args:
+    config: the run config (see `dalle_jax/configs/clip.py`).
+    tokenizer: the run's tokenizer; checked against the text vocabulary and
+      used to encode the held-out captions of the host evaluation. None
+      (e.g. to build the model in a benchmark) skips both.
+
+  Returns:
+    The Task.
+  """
+  clip_config = model_config(config)
+  if tokenizer is not None:
+    transformer_task.check_tokenizer_fits(tokenizer, config)
+  model = CLIP(clip_config)
+  tx, learning_rate = optim.make_optimizer(config.optim, config.train.num_steps)
+
+  def init(rng: jax.Array) -> TrainState:
+    side = clip_config.image_size
+    images = jnp.zeros((1, side, side, 3), jnp.float32)
+    tokens = jnp.zeros((1, clip_config.text_length), jnp.int32)
+    params = model.init(rng, images, tokens)["params"]
+    return TrainState.create(params, tx, config.optim.ema_decay)
+
+  def similarities(params, batch):
+    """`[B, B] float32` scaled similarities, rows images, columns captions."""
+    pixels = preprocess_images(batch["image"])
+    logits_per_image, _ = model.apply(
+      {"params": params}, pixels, batch["text_tokens"]
+    )
+    return logits_per_image
+
+  def loss_fn(params, batch):
+    return losses.clip_contrastive_loss(similarities(params, batch))
+
+  def train_step(state: TrainState, batch, rng):
+    del rng  # no dropout and no noise
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    (_, metrics), grads = grad_fn(state.params, batch)
+    new_state, updates = state.apply_gradients(grads)
+    # The EMA is clamped too, so evaluated and exported scales stay <= 100.
+    new_state = new_state.replace(
+      params=losses.clamp_logit_scale(new_state.params),
+      ema_params=(
+        None
+        if new_state.ema_params is None
+        else losses.clamp_logit_scale(new_state.ema_params)
+      ),
+    )
+    metrics.update(
+      logit_scale=new_state.params["logit_scale"],
+      learning_rate=learning_rate(state.step),
+      **norm_metrics(grads, updates, state.params),
+    )
+    return new_state, metrics
+
+  def eval_metrics(params, batch):
+    logits_per_image = similarities(params, batch)
+    _, metrics = losses.clip_contrastive_loss(logits_per_image)
+    # In-batch accuracies by index are misleading when captions repeat;
+    # retrieval_accuracy replaces them.
+    del metrics["image_to_text_accuracy"], metrics["text_to_image_accuracy"]
+    metrics.update(retrieval_accuracy(logits_per_image, batch["text_tokens"]))
+    metrics["logit_scale"] = params["logit_scale"]
+    return metrics
+
+  def eval_step(params, batch, rng):
+    del rng  # deterministic
+    return eval_metrics(params, batch)
+
+  def preview(params, batch):
+    return ranked_images(batch["image"], similarities(params, batch))
+
+  host_eval = None
+  if config.data.name == "shapes" and tokenizer is not None:
+    eval_jit = jax.jit(eval_metrics)
+
+    def host_eval(params, sources):
+      """Loss and retrieval on held-out (colour, shape) pairs."""
+      # Read again at each evaluation: a few PNGs, no state to keep.
+      source = sources.extra[HELD_OUT_SPLIT]
+      batches = held_out_batches(source, tokenizer, config)
+      records = jax.device_get([eval_jit(params, b) for b in batches])
+      return {
+        f"{HELD_OUT_SPLIT}_{name}": float(np.mean([r[name] for r in records]))
+        for name in records[0]
+        if name != "logit_scale"
+      }
+
+  return Task("clip", init, train_step, eval_step, preview, host_eval)
+
+
+def held_out_batches(
+  source, tokenizer: Tokenizer, config: ConfigDict
+) -> list[dict[str, np.ndarray]]:
+  """The first evaluation batches of a split, as host numpy arrays.
+
+  Args:
+    source: a random-access split with `image` and `caption` fields.
+    tokenizer: encodes the captions.
+    config: supplies `data.eval_batch_size`, `data.image_size` and
+      `train.eval_batches` (at most that many whole batches, at least one).
+
+  Returns:
+    Batches `{"image": [B, S, S, 3] uint8, "text_tokens": [B, L] int32}`.
+  """
+  batch_size = config.data.eval_batch_size
+  num_batches = max(
+    min(config.train.eval_batches, len(source) // batch_size), 1
+  )
+  batches = []
+  for b in range(num_batches):
+    indices = range(b * batch_size, min((b + 1) * batch_size, len(source)))
+    examples = pipeline.read_examples(source, indices)
+    batches.append(
+      pipeline.batch_features(examples, config.data.image_size, tokenizer)
+    )
+  return batches

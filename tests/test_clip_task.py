@@ -1,0 +1,259 @@
+"""The CLIP stage: config, score, retrieval, clamp, and a tiny run end to end."""
+
+import glob
+import math
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+
+from dalle_jax import checkpoint, sharding, summaries
+from dalle_jax import config as config_lib
+from dalle_jax.models.clip import CLIP, POOL_FIRST_AT_LEAST, preprocess_images
+from dalle_jax.tasks import clip as clip_task
+from dalle_jax.tokenizer import Tokenizer, train_tokenizer
+from dalle_jax.train import run
+
+CLIP_CONFIG = os.path.join(
+  os.path.dirname(config_lib.__file__), "configs", "clip.py"
+)
+LN_100 = math.log(100.0)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  return str(tmp_path_factory.mktemp("datasets"))
+
+
+def tiny_config(data_dir="", **overrides):
+  values = {"data.data_dir": data_dir, "train.progress_bar": False}
+  values.update(overrides)
+  return config_lib.load_config(f"{CLIP_CONFIG}:variant=tiny", values)
+
+
+def _random_batch(config, seed=0):
+  rng = np.random.default_rng(seed)
+  size, length = config.data.image_size, config.data.text_length
+  batch = config.data.batch_size
+  return {
+    "image": rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8),
+    "text_tokens": rng.integers(
+      0, config.tokenizer.vocab_size, (batch, length)
+    ).astype(np.int32),
+  }
+
+
+def test_model_config_follows_the_run_config():
+  config = config_lib.load_config(f"{CLIP_CONFIG}:variant=shapes64")
+  model = clip_task.model_config(config)
+  assert (model.image_size, model.patch_size, model.grid_size) == (64, 8, 8)
+  assert (model.vision_width, model.vision_layers, model.vision_heads) == (
+    config.model.vision_width,
+    config.model.vision_layers,
+    config.model.vision_heads,
+  )
+  assert (model.text_width, model.text_layers, model.text_heads) == (
+    config.model.text_width,
+    config.model.text_layers,
+    config.model.text_heads,
+  )
+  assert model.embed_dim == config.model.embed_dim
+  # BPE ids below 256, then one pad id per text position (tokenizer.py).
+  assert model.text_length == 32
+  assert model.text_vocab_size == 256 + 32
+  assert model.text_pooling == POOL_FIRST_AT_LEAST
+  assert model.eos_token == 256
+
+
+def test_paper_variant_is_vit_b_32_on_256_pixels():
+  config = config_lib.load_config(f"{CLIP_CONFIG}:variant=paper")
+  model = clip_task.model_config(config)
+  assert (model.image_size, model.patch_size, model.grid_size) == (256, 32, 8)
+  assert (model.vision_width, model.vision_layers, model.vision_heads) == (
+    768,
+    12,
+    12,
+  )
+  assert (model.text_width, model.text_layers, model.text_heads) == (512, 12, 8)
+  assert model.embed_dim == 512
+  assert model.text_vocab_size == 16384 + 77
+
+
+@pytest.fixture(scope="module")
+def ema_task():
+  return clip_task.make_task(
+    tiny_config(**{"optim.ema_decay": 0.5, "train.num_steps": 30})
+  )
+
+
+@pytest.fixture(scope="module")
+def ema_steps(ema_task):
+  """The task's init (unboxed) and train step, each jitted once."""
+  init = jax.jit(lambda rng: sharding.unbox(ema_task.init(rng)))
+  return init, jax.jit(ema_task.train_step)
+
+
+def test_score_is_the_scaled_cosine_of_the_embeddings(ema_steps):
+  clip_config = clip_task.model_config(tiny_config())
+  init, _ = ema_steps
+  params = dict(init(jax.random.key(0)).params, logit_scale=jnp.float32(2.0))
+  batch = _random_batch(tiny_config(), seed=1)
+  images, tokens = batch["image"], batch["text_tokens"]
+
+  model = CLIP(clip_config)
+  embed_image = jax.jit(
+    lambda images: model.apply(
+      {"params": params}, preprocess_images(images), method="embed_image"
+    )
+  )
+  embed_text = jax.jit(
+    lambda tokens: model.apply({"params": params}, tokens, method="embed_text")
+  )
+  image_embeddings = np.asarray(embed_image(images), np.float64)
+  text_embeddings = np.asarray(embed_text(tokens), np.float64)
+
+  def cosine(a, b):
+    return np.sum(a * b, -1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b)
+
+  expected = np.exp(2.0) * np.array(
+    [
+      cosine(i, t)
+      for i, t in zip(image_embeddings, text_embeddings, strict=True)
+    ]
+  )
+  score = jax.jit(clip_task.score, static_argnums=0)
+  scores = score(clip_config, params, images, tokens)
+  assert scores.shape == (8,) and scores.dtype == jnp.float32
+  np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-5)
+  # One caption against every image.
+  against_first = score(clip_config, params, images, tokens[:1])
+  expected_first = np.exp(2.0) * np.array(
+    [cosine(i, text_embeddings[0]) for i in image_embeddings]
+  )
+  np.testing.assert_allclose(against_first, expected_first, atol=1e-5)
+
+
+def test_retrieval_counts_an_equal_caption_as_correct():
+  # Captions 0 and 1 are equal; 2 and 3 differ from everything.
+  tokens = jnp.array([[5, 6, 9], [5, 6, 9], [5, 7, 9], [1, 2, 3]], jnp.int32)
+  logits = jnp.array(
+    [
+      # Image 0 picks caption 1 (equal to its own: right).
+      [1.0, 2.0, 0.0, 0.0],
+      # Image 1 picks caption 2 (wrong).
+      [0.0, 1.0, 3.0, 0.0],
+      # Image 2 picks caption 2 (right); image 3 picks caption 0 (wrong).
+      [0.0, 0.0, 3.0, 0.0],
+      [4.0, 0.0, 0.0, 1.0],
+    ]
+  )
+  metrics = jax.jit(clip_task.retrieval_accuracy)(logits, tokens)
+  np.testing.assert_allclose(metrics["image_to_text_top1"], 2 / 4)
+  # Best image per caption: 0 -> 3 (wrong), 1 -> 0 (right: equal caption),
+  # 2 -> 1 (wrong: 2 != 0, 1's caption), 3 -> 3 (right).
+  np.testing.assert_allclose(metrics["text_to_image_top1"], 2 / 4)
+  # Equal pairs: 4 on the diagonal + (0, 1) and (1, 0), of 16.
+  np.testing.assert_allclose(metrics["chance_top1"], 6 / 16)
+
+
+def test_ranked_images_put_the_own_image_first_then_best_matches():
+  images = jnp.arange(3, dtype=jnp.uint8)[:, None, None, None] * jnp.ones(
+    (3, 2, 2, 3), jnp.uint8
+  )
+  # Column c scores the images for caption c.
+  logits = jnp.array([[0.0, 5.0, 1.0], [2.0, 0.0, 3.0], [1.0, 4.0, 2.0]])
+  rows = clip_task.ranked_images(images, logits)
+  assert rows.shape == (3, 4, 2, 2, 3)
+  np.testing.assert_array_equal(
+    rows[:, :, 0, 0, 0], [[0, 1, 2, 0], [1, 0, 2, 1], [2, 1, 2, 0]]
+  )
+
+
+@pytest.mark.parametrize("stored, expected", [(9.0, LN_100), (-1.0, 0.0)])
+def test_train_step_clamps_the_log_scale(ema_steps, stored, expected):
+  init, train_step = ema_steps
+  state = init(jax.random.key(0))
+  params = dict(state.params, logit_scale=jnp.float32(stored))
+  state = state.replace(params=params, ema_params=params)
+  batch = _random_batch(tiny_config())
+  new_state, metrics = train_step(state, batch, jax.random.key(1))
+  np.testing.assert_allclose(new_state.params["logit_scale"], expected)
+  np.testing.assert_allclose(new_state.ema_params["logit_scale"], expected)
+  np.testing.assert_allclose(metrics["logit_scale"], expected)
+
+
+def test_loss_falls_on_a_fixed_batch(ema_steps):
+  init, train_step = ema_steps
+  state = init(jax.random.key(0))
+  batch = _random_batch(tiny_config(), seed=2)
+  losses = []
+  for _ in range(15):
+    state, metrics = train_step(state, batch, jax.random.key(0))
+    losses.append(float(metrics["loss"]))
+  assert losses[-1] < 0.5 * losses[0]
+  assert {"grad_norm", "update_norm", "param_norm", "learning_rate"} <= set(
+    metrics
+  )
+
+
+def test_tokenizer_larger_than_text_vocabulary_is_refused(tmp_path):
+  path = str(tmp_path / "tokenizer.model")
+  captions = ["a red circle above a blue square", "a small green triangle"]
+  train_tokenizer(
+    captions, path, 64, text_length=8, vocab_size_is_upper_bound=True
+  )
+  tokenizer = Tokenizer.load(path, text_length=8)
+  config = tiny_config(**{"tokenizer.vocab_size": 4})
+  with pytest.raises(ValueError, match="more than config.tokenizer.vocab"):
+    clip_task.make_task(config, tokenizer)
+
+
+def test_tiny_run_end_to_end(tmp_path, data_dir):
+  workdir = str(tmp_path / "run")
+  # One evaluation and one checkpoint: saving costs more than the steps.
+  cadence = {"train.eval_every": 6, "train.checkpoint_every": 6}
+  final = run(tiny_config(data_dir, **cadence), workdir)
+  records = summaries.read_metrics(workdir)
+  train = [r for r in records if r["split"] == "train"]
+  evals = [r for r in records if r["split"] == "eval"]
+  assert [r["step"] for r in train] == [2, 4, 6]
+  assert [r["step"] for r in evals] == [6]
+  expected_train = {
+    "loss",
+    "image_to_text_loss",
+    "text_to_image_loss",
+    "image_to_text_accuracy",
+    "text_to_image_accuracy",
+    "logit_scale",
+    "learning_rate",
+    "grad_norm",
+    "update_norm",
+    "param_norm",
+  }
+  assert expected_train <= set(train[0])
+  assert all(np.isfinite(r["loss"]) for r in train)
+  assert all(0 <= r["logit_scale"] <= LN_100 + 1e-6 for r in train)
+  retrieval = [
+    f"{prefix}{name}"
+    for prefix in ("", "zero_shot_")
+    for name in ("image_to_text_top1", "text_to_image_top1", "chance_top1")
+  ]
+  for record in evals:
+    assert np.isfinite(record["loss"])
+    for name in retrieval:
+      assert 0 <= record[name] <= 1, name
+    # Never below the chance of a random pick being an equal caption's.
+    assert record["chance_top1"] >= 1 / 8
+  assert final["image_to_text_top1"] == evals[-1]["image_to_text_top1"]
+  # Rows: 4 captions, each its own image then the 4 ranked; 32 px tiles,
+  # 2 px gaps, saved at x2.
+  pngs = sorted(glob.glob(os.path.join(workdir, "images", "*.png")))
+  assert len(pngs) == 1
+  with Image.open(pngs[-1]) as grid:
+    assert grid.size == ((5 * 34 + 2) * 2, (4 * 34 + 2) * 2)
+  params = checkpoint.load_params(workdir)
+  assert 0 <= float(params["logit_scale"]) <= LN_100
+  assert params["vision"]["projection"].shape == (16, 8)
