@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 UV := $(PYTHON) -m uv
-CONFIG ?= dalle_jax/configs/autoencoder.py
+CONFIG ?= dalle_jax/configs/default.py
 WORKDIR ?= runs/default
 # A wheel directory holding the CPU build of torch, where the machine has one.
 WHEELS ?= /opt/wheels

@@ -224,6 +224,10 @@ def run(config: ConfigDict, workdir: str) -> dict[str, float]:
   Returns:
     The final evaluation metrics.
   """
+  if config.task == "pipeline":  # every stage, then the evaluation report
+    from dalle_jax import pipeline as pipeline_lib
+
+    return pipeline_lib.run(config, workdir)
   config_lib.validate(config)
   workdir = os.path.abspath(workdir)
   checkpoint.check_or_write_config(workdir, config)

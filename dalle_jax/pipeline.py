@@ -1,0 +1,417 @@
+"""Runs the whole pipeline in one work directory, resuming what it can.
+
+`python -m dalle_jax.train --config dalle_jax/configs/default.py --workdir
+ROOT` comes here (`config.task == 'pipeline'`). Steps, in order: the
+tokenizer (after building the data set), the dVAE, CLIP, the transformer,
+the evaluation; then the report. A finished step is skipped; an unfinished
+one resumes from its last checkpoint; a step whose config differs from the
+one it was trained with is moved aside and trained again, and so is every
+step after a step that trained in this run.
+
+Layout of ROOT:
+  pipeline.json       the pipeline config of the latest run
+  stages.json         per step: what each run did and how long it took
+  tokenizer.model     the BPE tokenizer every stage reads, and
+  tokenizer.json      the settings it was trained with
+  dvae/ clip/ transformer/   the stages' work directories (`train.run`)
+  evaluation/         the zero-shot evaluation (`report.evaluate`)
+  report.md, figures/ the report (`python -m dalle_jax.report`)
+  <name>.replaced-<time>   a step's output moved aside, never deleted
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ml_collections import ConfigDict
+
+from dalle_jax import checkpoint, report
+from dalle_jax import config as config_lib
+from dalle_jax import train as train_lib
+from dalle_jax.configs import default as default_config
+from dalle_jax.data import pipeline as data_pipeline
+
+logger = logging.getLogger(__name__)
+
+PIPELINE_FILE = report.PIPELINE_FILE
+STAGES_FILE = report.STAGES_FILE
+TOKENIZER_RECORD = "tokenizer.json"
+TRAINED_STAGES = default_config.STAGES
+STEPS = ("tokenizer", *TRAINED_STAGES, "evaluation")
+# What a step did in a run (stages.json).
+TRAINED, RESUMED, REPLACED, SKIPPED = (
+  "trained",
+  "resumed",
+  "replaced",
+  "skipped",
+)
+_STARTING = {TRAINED: "training", RESUMED: "resuming", REPLACED: "retraining"}
+# Fields that change how a run is shown or read, not what it computes:
+# a difference here does not retrain a stage.
+COSMETIC_FIELDS = (
+  "train.progress_bar",
+  "data.num_threads",
+  "data.prefetch",
+  "data.data_dir",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+  """One step of the pipeline and what it owns.
+
+  Attributes:
+    name: one of STEPS.
+    outputs: the paths the step writes; moved aside together on a retrain.
+    record: the JSON file holding the settings the step last ran with.
+    settings: the settings it runs with now (a plain dict).
+    finished: whether the outputs are complete for `settings`.
+    execute: runs (or resumes) the step; returns its final metrics.
+  """
+
+  name: str
+  outputs: tuple[str, ...]
+  record: str
+  settings: dict
+  finished: Callable[[], bool]
+  execute: Callable[[], dict]
+
+
+def flatten(tree: Mapping, prefix: str = "") -> dict[str, Any]:
+  """`{"a": {"b": 1}}` -> `{"a.b": 1}`; lists stay values."""
+  flat = {}
+  for key, value in tree.items():
+    name = f"{prefix}{key}"
+    if isinstance(value, Mapping):
+      flat.update(flatten(value, f"{name}."))
+    else:
+      flat[name] = value
+  return flat
+
+
+def config_differences(saved: Mapping, current: Mapping) -> list[str]:
+  """`field: saved -> current` for every differing non-cosmetic field."""
+  before, after = flatten(saved), flatten(current)
+  differences = []
+  for name in sorted(set(before) | set(after)):
+    if name in COSMETIC_FIELDS:
+      continue
+    old, new = before.get(name, "<absent>"), after.get(name, "<absent>")
+    if old != new:
+      differences.append(f"{name}: {old!r} -> {new!r}")
+  return differences
+
+
+def plan(exists: bool, finished: bool, differences, upstream_ran: bool) -> str:
+  """What a step does: TRAINED (fresh), RESUMED, REPLACED or SKIPPED.
+
+  Args:
+    exists: the step's outputs exist (complete or not).
+    finished: they are complete.
+    differences: how their recorded settings differ from the current ones.
+    upstream_ran: an earlier step trained in this run, so these outputs
+      were made from other inputs.
+  """
+  if not exists:
+    return TRAINED
+  if differences or upstream_ran:
+    return REPLACED
+  return SKIPPED if finished else RESUMED
+
+
+def move_aside(path: str, stamp: str) -> str | None:
+  """Renames `path` to `<path>.replaced-<stamp>` (never deletes); new path."""
+  if not os.path.lexists(path):
+    return None
+  target = f"{path}.replaced-{stamp}"
+  suffix = 1
+  while os.path.lexists(target):
+    target = f"{path}.replaced-{stamp}-{suffix}"
+    suffix += 1
+  shutil.move(path, target)
+  return target
+
+
+def read_json(path: str, default=None):
+  """The JSON in `path`, or `default` when the file does not exist."""
+  if not os.path.exists(path):
+    return default
+  with open(path) as handle:
+    return json.load(handle)
+
+
+def latest_checkpoint_step(workdir: str) -> int | None:
+  """The newest complete checkpoint step of a stage work directory."""
+  folder = os.path.join(workdir, checkpoint.CHECKPOINT_DIR)
+  if not os.path.isdir(folder):
+    return None
+  steps = [int(name) for name in os.listdir(folder) if name.isdigit()]
+  return max(steps, default=None)
+
+
+def stage_finished(workdir: str, num_steps: int) -> bool:
+  """A stage is finished when it checkpointed its last step and exported."""
+  return latest_checkpoint_step(workdir) == num_steps and os.path.isdir(
+    os.path.join(workdir, checkpoint.PARAMS_DIR)
+  )
+
+
+class StageLog:
+  """`stages.json`: what each run did per step, and each output's cost.
+
+  `steps[name]` describes the step's current output: `seconds` spent making
+  it (summed over resumed runs), the run that finished it. `events` lists
+  every step of every run with its action, reason and seconds.
+  """
+
+  def __init__(self, root: str):
+    self.path = os.path.join(root, STAGES_FILE)
+    self.data = read_json(self.path, {"runs": 0, "steps": {}, "events": []})
+    self.data["runs"] += 1
+    self.run = self.data["runs"]
+
+  def record(self, name: str, action: str, seconds: float, reason: str):
+    entry = self.data["steps"].get(name, {"seconds": 0.0})
+    if action in (TRAINED, REPLACED):
+      entry = {"seconds": 0.0}
+    if action != SKIPPED:
+      entry["seconds"] += seconds
+      entry["run"] = self.run
+    entry["action"] = action
+    self.data["steps"][name] = entry
+    self.data["events"].append(
+      {
+        "run": self.run,
+        "step": name,
+        "action": action,
+        "seconds": round(seconds, 3),
+        "reason": reason,
+        "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+      }
+    )
+    checkpoint.write_json_atomically(self.path, self.data)
+
+
+def validate(config: ConfigDict, root: str | None = None) -> None:
+  """Checks a pipeline config and each stage's section.
+
+  Args:
+    config: a pipeline config.
+    root: the work directory it will run in, if known (the transformer's
+      dVAE must be the pipeline's own, `<root>/dvae`).
+
+  Raises:
+    ValueError: naming every problem.
+  """
+  for stage in TRAINED_STAGES:
+    config_lib.validate(config[stage])
+  problems = []
+  if config.data.name != "shapes":
+    problems.append(
+      f"config.data.name={config.data.name!r}: the pipeline's evaluation "
+      "judges Shapes images, so it needs data.name='shapes'."
+    )
+  for stage in TRAINED_STAGES:
+    if config[stage].task != stage:
+      problems.append(
+        f"config.{stage}.task={config[stage].task!r} must be {stage!r}."
+      )
+  own_dvae = os.path.join(root or "<workdir>", "dvae")
+  dvae_workdir = config.transformer.dvae.workdir
+  if dvae_workdir and os.path.abspath(dvae_workdir) != own_dvae:
+    problems.append(
+      f"config.transformer.dvae.workdir={dvae_workdir!r}: the pipeline "
+      f"trains the transformer on its own dVAE ({own_dvae}); leave it ''."
+    )
+  evaluation = config.evaluation
+  unknown = set(evaluation.splits) - set(report.SPLITS)
+  if unknown or not evaluation.splits:
+    problems.append(
+      f"config.evaluation.splits={tuple(evaluation.splits)!r}: use one or "
+      f"more of {report.SPLITS}."
+    )
+  for field in ("num_prompts", "num_candidates", "chunk_size"):
+    if evaluation[field] < 1:
+      problems.append(
+        f"config.evaluation.{field}={evaluation[field]} must be at least 1."
+      )
+  if problems:
+    raise ValueError("Invalid pipeline config:\n  " + "\n  ".join(problems))
+
+
+def stage_configs(config: ConfigDict, root: str) -> dict[str, ConfigDict]:
+  """Each stage's run config, with the pipeline's tokenizer and dVAE paths."""
+  tokenizer = config.tokenizer.path or os.path.join(
+    root, data_pipeline.TOKENIZER_FILE
+  )
+  configs = {}
+  for stage in TRAINED_STAGES:
+    stage_config = config[stage].copy_and_resolve_references()
+    stage_config.tokenizer.path = os.path.abspath(tokenizer)
+    if stage == "transformer":
+      stage_config.dvae.workdir = os.path.join(root, "dvae")
+    configs[stage] = stage_config
+  return configs
+
+
+def tokenizer_settings(config: ConfigDict) -> dict:
+  """What the tokenizer is trained from: the captions and the vocab bound."""
+  data = config.data
+  return {
+    "data": {
+      "name": data.name,
+      "folder": data.folder,
+      "shapes": config_lib.to_dict(data.shapes),
+    },
+    "tokenizer": {"vocab_size": config.tokenizer.vocab_size},
+  }
+
+
+def _tokenizer_step(config: ConfigDict, stage_config: ConfigDict, root: str):
+  path = stage_config.tokenizer.path
+  record = os.path.join(root, TOKENIZER_RECORD)
+  settings = {**tokenizer_settings(config), "path": path}
+  # A tokenizer the user points at (config.tokenizer.path) is theirs: it is
+  # used (trained there if absent) but never moved aside.
+  outputs = (record,) if config.tokenizer.path else (path, record)
+
+  def execute():
+    # Builds the data set too: the tokenizer reads its training captions.
+    sources = data_pipeline.prepare_sources(stage_config)
+    tokenizer = data_pipeline.ensure_tokenizer(
+      stage_config, root, sources.train_captions
+    )
+    checkpoint.write_json_atomically(record, settings)
+    return {"bpe_vocab_size": tokenizer.bpe_vocab_size}
+
+  def finished():
+    return os.path.exists(path) and os.path.exists(record)
+
+  return Step("tokenizer", outputs, record, settings, finished, execute)
+
+
+def _stage_step(name: str, stage_config: ConfigDict, root: str) -> Step:
+  workdir = os.path.join(root, name)
+  num_steps = stage_config.train.num_steps
+  return Step(
+    name,
+    (workdir,),
+    os.path.join(workdir, checkpoint.CONFIG_FILE),
+    config_lib.to_dict(stage_config),
+    lambda: stage_finished(workdir, num_steps),
+    lambda: train_lib.run(stage_config, workdir),
+  )
+
+
+def _evaluation_step(config: ConfigDict, data_config, root: str) -> Step:
+  workdir = os.path.join(root, report.EVALUATION_DIR)
+  settings = config_lib.to_dict(config.evaluation)
+  return Step(
+    "evaluation",
+    (workdir,),
+    os.path.join(workdir, checkpoint.CONFIG_FILE),
+    settings,
+    lambda: os.path.exists(os.path.join(workdir, report.RESULTS_FILE)),
+    lambda: report.evaluate(root, config.evaluation, data_config),
+  )
+
+
+def make_steps(config: ConfigDict, root: str) -> list[Step]:
+  """The pipeline's steps, in order, for a validated config."""
+  configs = stage_configs(config, root)
+  steps = [_tokenizer_step(config, configs["dvae"], root)]
+  steps += [_stage_step(name, configs[name], root) for name in TRAINED_STAGES]
+  steps.append(_evaluation_step(config, configs["dvae"], root))
+  return steps
+
+
+def _reason(action: str, differences: list[str], upstream: str | None) -> str:
+  if action == TRAINED:
+    return "no previous output"
+  if action == RESUMED:
+    return "resuming an unfinished run"
+  if action == SKIPPED:
+    return "finished earlier with the same config"
+  if differences:
+    shown = "; ".join(differences[:5])
+    more = f" (and {len(differences) - 5} more)" if len(differences) > 5 else ""
+    return f"config changed: {shown}{more}"
+  return f"an earlier step ({upstream}) trained in this run"
+
+
+def run_step(step: Step, log: StageLog, upstream: str | None, stamp: str):
+  """Runs, resumes, replaces or skips one step; returns (action, metrics)."""
+  exists = any(os.path.lexists(path) for path in step.outputs)
+  saved = read_json(step.record)
+  differences = (
+    [] if not exists else
+    ["no record of its settings"] if saved is None else
+    config_differences(saved, step.settings)
+  )  # fmt: skip
+  action = plan(exists, step.finished(), differences, upstream is not None)
+  reason = _reason(action, differences, upstream)
+  if action == SKIPPED:
+    logger.info("pipeline: %s: skipped (%s)", step.name, reason)
+    log.record(step.name, action, 0.0, reason)
+    return action, {}
+  if action == REPLACED:
+    moved = [move_aside(path, stamp) for path in step.outputs]
+    moved_names = ", ".join(os.path.basename(m) for m in moved if m)
+    reason = f"{reason}; the old output is now {moved_names}"
+  logger.info("pipeline: %s: %s (%s)", step.name, _STARTING[action], reason)
+  start = time.perf_counter()
+  metrics = step.execute()
+  seconds = time.perf_counter() - start
+  log.record(step.name, action, seconds, reason)
+  logger.info(
+    "pipeline: %s: %s in %s",
+    step.name,
+    action,
+    report.format_seconds(seconds),
+  )
+  return action, metrics
+
+
+def run(config: ConfigDict, root: str) -> dict[str, float]:
+  """Runs every step of the pipeline in `root`, then writes the report.
+
+  Args:
+    config: a locked pipeline config (`dalle_jax/configs/default.py`).
+    root: the pipeline's work directory.
+
+  Returns:
+    The headline figures (see `report.headline`), plus `seconds`, the
+    wall time of this run.
+  """
+  root = os.path.abspath(root)
+  validate(config, root)
+  os.makedirs(root, exist_ok=True)
+  checkpoint.write_json_atomically(
+    os.path.join(root, PIPELINE_FILE), config_lib.to_dict(config)
+  )
+  log = StageLog(root)
+  stamp = time.strftime("%Y%m%d-%H%M%S")
+  start = time.perf_counter()
+  upstream = None
+  for step in make_steps(config, root):
+    action, _ = run_step(step, log, upstream, stamp)
+    if action != SKIPPED and upstream is None:
+      upstream = step.name
+  report_path = report.write_report(root)
+  seconds = time.perf_counter() - start
+  summary = report.headline(root)
+  for line in report.summary_lines(root):
+    logger.info("pipeline: %s", line)
+  logger.info(
+    "pipeline: finished in %s; report: %s",
+    report.format_seconds(seconds),
+    report_path,
+  )
+  return {**summary, "seconds": seconds}

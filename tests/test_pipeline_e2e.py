@@ -1,0 +1,393 @@
+"""The default pipeline end to end at tiny size: train, skip, retrain, report.
+
+One module fixture runs the tiny pipeline three times in one work
+directory, through `dalle_jax.train.run` as the command line does: a fresh
+run, the same config again (every step must be skipped), and a changed
+transformer learning rate (only the transformer and the evaluation may
+train again). Each test checks one part of what those runs left.
+"""
+
+import json
+import os
+import shutil
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dalle_jax import config as config_lib
+from dalle_jax import pipeline, report, summaries, train
+
+DEFAULT = os.path.join(
+  os.path.dirname(config_lib.__file__), "configs", "default.py"
+)
+STEPS = ("tokenizer", "dvae", "clip", "transformer", "evaluation")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def tiny_config(data_dir, **overrides):
+  values = {"data.data_dir": data_dir}
+  for stage in ("dvae", "clip", "transformer"):
+    values[f"{stage}.train.progress_bar"] = False
+  values.update(overrides)
+  return config_lib.load_config(f"{DEFAULT}:variant=tiny", values)
+
+
+def _events(root, run):
+  with open(os.path.join(root, "stages.json")) as handle:
+    stages = json.load(handle)
+  return {e["step"]: e["action"] for e in stages["events"] if e["run"] == run}
+
+
+def _line_counts(root):
+  return {
+    stage: len(summaries.read_metrics(os.path.join(root, stage)))
+    for stage in ("dvae", "clip", "transformer")
+  }
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+  """Three pipeline runs in one root; what each left behind."""
+  data_dir = str(tmp_path_factory.mktemp("datasets"))
+  root = str(tmp_path_factory.mktemp("pipeline") / "root")
+  first = train.run(tiny_config(data_dir), root)
+  after_first = _line_counts(root)
+  start = time.perf_counter()
+  second = train.run(tiny_config(data_dir), root)
+  second_seconds = time.perf_counter() - start
+  after_second = _line_counts(root)
+  changed = tiny_config(data_dir, **{"transformer.optim.lr": 1e-3})
+  train.run(changed, root)
+  return {
+    "root": root,
+    "data_dir": data_dir,
+    "first": first,
+    "second": second,
+    "second_seconds": second_seconds,
+    "lines": (after_first, after_second, _line_counts(root)),
+  }
+
+
+def test_first_run_trains_every_step_and_reports(runs):
+  root = runs["root"]
+  assert _events(root, 1) == dict.fromkeys(STEPS, "trained")
+  for name in ("dvae", "clip", "transformer"):
+    assert os.path.isdir(os.path.join(root, name, "params"))
+  assert os.path.isfile(os.path.join(root, "tokenizer.model"))
+  for split in ("zero_shot", "validation"):
+    for kind in ("single_sample", "reranked", "any_correct"):
+      assert 0 <= runs["first"][f"{split}_{kind}"] <= 1
+  # Every stage read the one tokenizer the pipeline trained.
+  for stage in ("dvae", "clip", "transformer"):
+    with open(os.path.join(root, stage, "config.json")) as handle:
+      saved = json.load(handle)
+    assert saved["tokenizer"]["path"] == os.path.join(root, "tokenizer.model")
+  with open(os.path.join(root, "transformer", "config.json")) as handle:
+    assert json.load(handle)["dvae"]["workdir"] == os.path.join(root, "dvae")
+
+
+def test_report_has_tables_plots_and_grids(runs):
+  root = runs["root"]
+  with open(os.path.join(root, "report.md")) as handle:
+    text = handle.read()
+  for heading in (
+    "## Zero-shot generation, judged",
+    "### Accuracy against the number of candidates",
+    "### By attribute",
+    "## Stages",
+    "## Config",
+  ):
+    assert heading in text
+  assert "| N | zero_shot: CLIP best of N" in text
+  for attribute in ("colour", "shape", "size", "position", "relation"):
+    assert f"| {attribute} |" in text
+  for step in STEPS:
+    assert f"| {step} |" in text
+  assert '"task": "pipeline"' in text
+  figures = [
+    "training_dvae",
+    "training_clip",
+    "training_transformer",
+    "accuracy_vs_candidates",
+    "samples_zero_shot",
+    "samples_validation",
+  ]
+  for name in figures:
+    relative = f"figures/{name}.png"
+    assert f"({relative})" in text
+    path = os.path.join(root, relative)
+    with open(path, "rb") as handle:
+      assert handle.read(8) == PNG_SIGNATURE
+    with Image.open(path) as image:
+      image.verify()
+  # Four tiny prompts in one row of labelled tiles of 160 px (5 x 32 px).
+  with Image.open(os.path.join(root, "figures/samples_zero_shot.png")) as grid:
+    assert grid.width == 4 * (160 + 2) + 2 and grid.height > 160
+
+
+def test_results_match_the_saved_candidates(runs):
+  # Recomputed plainly from the saved per-candidate verdicts and scores.
+  root = runs["root"]
+  with open(os.path.join(root, "evaluation", "results.json")) as handle:
+    results = json.load(handle)
+  for split in ("zero_shot", "validation"):
+    saved = np.load(os.path.join(root, "evaluation", f"{split}.npz"))
+    holds, scores = saved["holds"], saved["scores"]
+    assert holds.shape == (4, 4, 6) and scores.shape == (4, 4)
+    assert saved["best_images"].shape == (4, 32, 32, 3)
+    assert len(set(saved["captions"].tolist())) == 4
+    correct = [[all(h != 0) for h in row] for row in holds]
+    curve = results["splits"][split]["curve"]
+    assert curve["single_sample"] == pytest.approx(np.mean(correct))
+    best = [int(np.argmax(row)) for row in scores]
+    expected = np.mean([correct[p][best[p]] for p in range(4)])
+    assert curve["reranked"][-1] == pytest.approx(expected)
+  zero_shot = results["splits"]["zero_shot"]["prompts"]
+  held_out = (
+    "red triangle", "green circle", "blue plus", "yellow square",
+    "purple triangle", "orange circle", "cyan square", "white plus",
+  )  # fmt: skip
+  for prompt in zero_shot:
+    assert any(pair in prompt["caption"] for pair in held_out)
+
+
+def test_second_run_skips_every_finished_step(runs):
+  root = runs["root"]
+  assert _events(root, 2) == dict.fromkeys(STEPS, "skipped")
+  after_first, after_second, _ = runs["lines"]
+  assert after_second == after_first  # no stage logged a single step
+  assert (
+    runs["second"]["zero_shot_reranked"]
+    == (runs["first"]["zero_shot_reranked"])
+  )
+  assert runs["second_seconds"] < 60
+
+
+def test_changed_transformer_config_retrains_only_the_transformer(runs):
+  root = runs["root"]
+  assert _events(root, 3) == {
+    "tokenizer": "skipped",
+    "dvae": "skipped",
+    "clip": "skipped",
+    "transformer": "replaced",
+    "evaluation": "replaced",
+  }
+  _, after_second, after_third = runs["lines"]
+  assert after_third["dvae"] == after_second["dvae"]
+  assert after_third["clip"] == after_second["clip"]
+  old_runs = [n for n in os.listdir(root) if n.startswith("transformer.")]
+  assert len(old_runs) == 1 and old_runs[0].startswith("transformer.replaced-")
+  old = os.path.join(root, old_runs[0], "config.json")
+  new = os.path.join(root, "transformer", "config.json")
+  with open(old) as handle:
+    assert json.load(handle)["optim"]["lr"] == 3e-3
+  with open(new) as handle:
+    assert json.load(handle)["optim"]["lr"] == 1e-3
+  assert os.path.isdir(os.path.join(root, old_runs[0], "params"))
+  assert any(n.startswith("evaluation.replaced-") for n in os.listdir(root))
+  with open(os.path.join(root, "stages.json")) as handle:
+    reason = [e for e in json.load(handle)["events"] if e["run"] == 3]
+  assert "optim.lr: 0.003 -> 0.001" in reason[3]["reason"]
+
+
+def test_report_command_regenerates_the_report(runs, tmp_path):
+  root = str(tmp_path / "copy")
+  shutil.copytree(runs["root"], root)
+  shutil.rmtree(os.path.join(root, "figures"))
+  os.remove(os.path.join(root, "report.md"))
+  assert report.main(["--workdir", root]) == 0
+  with open(os.path.join(root, "report.md")) as handle:
+    assert "### By attribute" in handle.read()
+  assert len(os.listdir(os.path.join(root, "figures"))) == 6
+
+
+def test_report_command_without_evaluation_names_the_train_command(
+  tmp_path, capsys
+):
+  assert report.main(["--workdir", str(tmp_path)]) == 1
+  message = capsys.readouterr().err
+  assert "results.json does not exist" in message
+  assert "--config dalle_jax/configs/default.py" in message
+
+
+# ---------------------------------------------------------------------------
+# Pure parts, on hand-made inputs.
+
+
+def test_accuracy_curve_on_a_hand_made_example():
+  # Two prompts, four candidates each.
+  correct = np.array([[0, 1, 0, 1], [0, 0, 0, 1]], bool)
+  scores = np.array([[0.5, 0.9, 0.1, 0.2], [0.3, 0.8, 0.1, 0.7]])
+  curve = report.accuracy_curve(correct, scores, [1, 2, 4])
+  # N=1: candidate 0 of each, both wrong. N=2: prompt 0 picks candidate 1
+  # (0.9, correct), prompt 1 picks candidate 1 (0.8, wrong). N=4: prompt 0
+  # still 1, prompt 1 still 1 (0.8 beats the correct 0.7).
+  assert curve["reranked"] == [0.0, 0.5, 0.5]
+  # At least one correct among the first N: none; prompt 0; both.
+  assert curve["any_correct"] == [0.0, 0.5, 1.0]
+  assert curve["single_sample"] == 3 / 8
+  assert curve["candidates"] == [1, 2, 4]
+
+
+@pytest.mark.parametrize(
+  "count, expected",
+  [(1, [1]), (4, [1, 2, 4]), (5, [1, 2, 4, 5]), (64, [1, 2, 4, 8, 16, 32, 64])],
+)
+def test_candidate_counts(count, expected):
+  assert report.candidate_counts(count) == expected
+
+
+def test_attribute_accuracy_counts_only_stated_attributes():
+  n = report.NOT_STATED
+  a = report.ATTRIBUTES.index
+  holds = np.full((2, 2, len(report.ATTRIBUTES)), n, np.int8)
+  holds[:, :, a("count")] = [[1, 1], [1, 0]]
+  holds[:, :, a("colour")] = [[0, 1], [1, 1]]
+  holds[1, :, a("relation")] = [0, 1]  # only prompt 1 states a relation
+  table = report.attribute_accuracy(holds, best=np.array([1, 0]))
+  assert table["count"] == {"stated": 2, "single_sample": 0.75, "reranked": 1}
+  assert table["colour"] == {"stated": 2, "single_sample": 0.75, "reranked": 1}
+  assert table["relation"] == {
+    "stated": 1,
+    "single_sample": 0.5,
+    "reranked": 0.0,
+  }
+  assert table["size"] == {
+    "stated": 0,
+    "single_sample": None,
+    "reranked": None,
+  }
+
+
+def test_evaluation_captions_are_distinct_and_too_few_is_an_error():
+  source = [{"canonical_caption": c} for c in (b"a", b"b", b"a", b"c")]
+  assert report.evaluation_captions(source, 3) == ["a", "b", "c"]
+  with pytest.raises(ValueError, match="has 3 distinct canonical captions"):
+    report.evaluation_captions(source, 4)
+
+
+def test_plan_and_config_differences():
+  assert pipeline.plan(False, False, [], True) == pipeline.TRAINED
+  assert pipeline.plan(True, True, [], False) == pipeline.SKIPPED
+  assert pipeline.plan(True, False, [], False) == pipeline.RESUMED
+  assert pipeline.plan(True, True, ["x"], False) == pipeline.REPLACED
+  assert pipeline.plan(True, True, [], True) == pipeline.REPLACED
+  saved = {"optim": {"lr": 1.0}, "train": {"progress_bar": True}, "a": [1]}
+  current = {"optim": {"lr": 2.0}, "train": {"progress_bar": False}, "b": 0}
+  assert pipeline.config_differences(saved, current) == [
+    "a: [1] -> '<absent>'",
+    "b: '<absent>' -> 0",
+    "optim.lr: 1.0 -> 2.0",
+  ]
+
+
+def test_move_aside_never_overwrites(tmp_path):
+  path = tmp_path / "dvae"
+  path.mkdir()
+  first = pipeline.move_aside(str(path), "stamp")
+  path.mkdir()
+  (path / "marker").write_text("second")
+  second = pipeline.move_aside(str(path), "stamp")
+  assert first.endswith("dvae.replaced-stamp")
+  assert second.endswith("dvae.replaced-stamp-1")
+  assert os.path.exists(os.path.join(second, "marker"))
+  assert pipeline.move_aside(str(path), "stamp") is None
+
+
+def test_stage_finished_needs_the_last_checkpoint_and_the_export(tmp_path):
+  workdir = tmp_path / "dvae"
+  (workdir / "checkpoints" / "2").mkdir(parents=True)
+  (workdir / "checkpoints" / "4.orbax-checkpoint-tmp-1").mkdir()
+  (workdir / "params").mkdir()
+  assert not pipeline.stage_finished(str(workdir), 4)  # only step 2 is done
+  (workdir / "checkpoints" / "4").mkdir()
+  assert pipeline.stage_finished(str(workdir), 4)
+  assert not pipeline.stage_finished(str(workdir), 6)
+  (workdir / "params").rmdir()
+  assert not pipeline.stage_finished(str(workdir), 4)
+
+
+def test_stage_log_sums_resumed_time_and_restarts_on_replace(tmp_path):
+  def seconds_after(action, seconds):
+    log = pipeline.StageLog(str(tmp_path))  # one run each
+    log.record("dvae", action, seconds, "why")
+    with open(tmp_path / "stages.json") as handle:
+      return json.load(handle)["steps"]["dvae"]
+
+  assert seconds_after("trained", 5.0) == {
+    "seconds": 5.0,
+    "run": 1,
+    "action": "trained",
+  }
+  assert seconds_after("resumed", 3.0)["seconds"] == 8.0
+  assert seconds_after("skipped", 0.0) == {
+    "seconds": 8.0,
+    "run": 2,
+    "action": "skipped",
+  }
+  assert seconds_after("replaced", 2.0)["seconds"] == 2.0
+
+
+# ---------------------------------------------------------------------------
+# The config.
+
+
+@pytest.mark.parametrize("variant", ["tiny", "shapes64"])
+def test_default_config_builds_and_validates(variant, tmp_path):
+  config = config_lib.load_config(f"{DEFAULT}:variant={variant}")
+  root = str(tmp_path)
+  pipeline.validate(config)
+  pipeline.validate(config, root)
+  stages = pipeline.stage_configs(config, root)
+  for field in ("data.image_size", "data.text_length", "tokenizer.vocab_size"):
+    values = {config_lib.get_field(stages[s], field) for s in stages}
+    assert values == {config_lib.get_field(config, field)}
+  assert stages["transformer"].dvae.workdir == os.path.join(root, "dvae")
+
+
+def test_shared_fields_follow_overrides_from_any_section():
+  config = config_lib.load_config(f"{DEFAULT}:variant=tiny")
+  config_lib.override_from_text(config, "data.image_size", "64")
+  assert config.dvae.data.image_size == config.clip.data.image_size == 64
+  config_lib.override_from_text(config, "clip.data.text_length", "12")
+  assert config.data.text_length == config.transformer.data.text_length == 12
+  config_lib.override_from_text(config, "dvae.train.num_steps", "7")
+  assert config.dvae.train.num_steps == 7 and config.clip.train.num_steps == 4
+
+
+def test_train_command_line_reads_the_default_config():
+  config, workdir = train.parse_command_line(
+    [
+      "--config",
+      f"{DEFAULT}:variant=tiny",
+      "--workdir",
+      "runs/x",
+      "--config.transformer.train.num_steps=3",
+      "--config.evaluation.num_candidates=2",
+    ]
+  )
+  assert config.task == "pipeline" and workdir == "runs/x"
+  assert config.transformer.train.num_steps == 3
+  assert config.evaluation.num_candidates == 2
+
+
+@pytest.mark.parametrize(
+  "overrides, message",
+  [
+    (
+      {"data.name": "folder", "data.folder": "/photos"},
+      "needs data.name='shapes'",
+    ),
+    ({"transformer.dvae.workdir": "/elsewhere"}, "trains the transformer on"),
+    ({"evaluation.splits": ("train",)}, "use one or more of"),
+    ({"evaluation.num_candidates": 0}, "num_candidates=0 must be at least 1"),
+    ({"dvae.task": "clip"}, "config.dvae.task='clip' must be 'dvae'"),
+    ({"clip.train.num_steps": 0}, "config.train.num_steps=0 must be > 0"),
+  ],
+)
+def test_invalid_pipeline_config_is_refused(tmp_path, overrides, message):
+  config = config_lib.load_config(f"{DEFAULT}:variant=tiny", overrides)
+  with pytest.raises(ValueError, match=message):
+    pipeline.validate(config, str(tmp_path))
