@@ -98,16 +98,7 @@ class _Options:
     )
     _check_int("chunk_size", self.chunk_size, 1, None, " (rows per call)")
     _check_int("seed", self.seed, 0, None, "")
-    # Tracing the filter runs sampling's own checks and computes nothing.
-    jax.eval_shape(
-      functools.partial(
-        sampling.filter_logits,
-        temperature=self.temperature,
-        top_k=self.top_k,
-        top_p=self.top_p,
-      ),
-      jax.ShapeDtypeStruct((1, 2), jnp.float32),
-    )
+    sampling.check_settings(self.temperature, self.top_k, self.top_p)
 
 
 @functools.partial(jax.jit, static_argnums=0)

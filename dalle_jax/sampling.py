@@ -21,8 +21,12 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def _check_settings(temperature, top_k, top_p, greedy) -> None:
-  """Raises ValueError for sampling settings outside their ranges."""
+def check_settings(temperature, top_k, top_p, greedy=False) -> None:
+  """Raises ValueError for sampling settings outside their ranges.
+
+  Callers that take settings long before sampling (e.g. the Generator)
+  call it up front, so a bad value fails before any model work.
+  """
   if not isinstance(greedy, bool):
     raise ValueError(
       f"greedy={greedy!r} must be True (argmax decoding) or False (sample)."
@@ -80,7 +84,7 @@ def filter_logits(
     ValueError: temperature not a finite number > 0, top_k < 1, top_p
       outside (0, 1], or greedy not a bool.
   """
-  _check_settings(temperature, top_k, top_p, greedy)
+  check_settings(temperature, top_k, top_p, greedy)
   logits = logits.astype(jnp.float32)
   vocab = logits.shape[-1]
   if greedy:
@@ -219,7 +223,7 @@ def sample_image_codes(
     ValueError: bad settings (see filter_logits), shapes that do not fit,
       or concrete prime_codes outside [0, K).
   """
-  _check_settings(temperature, top_k, top_p, greedy)
+  check_settings(temperature, top_k, top_p, greedy)
   _check_loop_inputs(first_logits, rngs, num_tokens, prime_codes)
   batch = first_logits.shape[0]
   num_primed = 0 if prime_codes is None else prime_codes.shape[1]
