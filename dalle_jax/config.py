@@ -134,6 +134,10 @@ def base_config() -> ConfigDict:
   config.optim.b2 = 0.999
   config.optim.eps = 1e-8
   config.optim.weight_decay = 1e-4
+  # 'all' decays every parameter; 'matrices' only those with two or more
+  # dimensions (kernels, embeddings), exempting biases, LayerNorm gains and
+  # scalars such as CLIP's logit scale, as CLIP does.
+  config.optim.decay = "all"
   config.optim.grad_clip_norm = 1.0
   config.optim.ema_decay = 0.0
 

@@ -12,13 +12,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from dalle_jax.data import judge
-from dalle_jax.data.pipeline import read_examples
+from dalle_jax.data.pipeline import caption_text, read_examples
 
 ImageFn = Callable[[np.ndarray], np.ndarray]
-
-
-def _text(value) -> str:
-  return value.decode("utf-8") if isinstance(value, bytes) else value
 
 
 def judge_images(captions: Sequence[str], images: np.ndarray) -> dict:
@@ -68,5 +64,5 @@ def judge_transformed_examples(
     )
     images = np.stack([np.asarray(e["image"]) for e in examples])
     outputs.append(np.asarray(transform(images)))
-    captions.extend(_text(e["canonical_caption"]) for e in examples)
+    captions.extend(caption_text(e, "canonical_caption") for e in examples)
   return judge_images(captions, np.concatenate(outputs))

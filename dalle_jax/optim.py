@@ -2,10 +2,29 @@
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import optax
 from ml_collections import ConfigDict
 
 SCHEDULES = ("constant", "cosine", "linear")
+DECAY_CHOICES = ("all", "matrices")
+
+
+def decay_mask(optim: ConfigDict):
+  """None (decay all) or a params -> bool-tree mask for `optax.adamw`.
+
+  'matrices' decays parameters of two or more dimensions only: kernels and
+  embeddings, not biases, LayerNorm gains or scalars (CLIP's logit scale).
+  """
+  choice = optim.get("decay", "all")
+  if choice not in DECAY_CHOICES:
+    raise ValueError(
+      f"config.optim.decay={choice!r} is not one of {DECAY_CHOICES}."
+    )
+  if choice == "all":
+    return None
+  return lambda params: jax.tree.map(lambda p: jnp.ndim(p) >= 2, params)
 
 
 def learning_rate_schedule(optim: ConfigDict, num_steps: int) -> optax.Schedule:
@@ -63,6 +82,7 @@ def make_optimizer(
       b2=optim.b2,
       eps=optim.eps,
       weight_decay=optim.weight_decay,
+      mask=decay_mask(optim),
     )
   )
   return optax.chain(*parts), schedule

@@ -128,7 +128,11 @@ def _load_tokenizer(stage: str, workdir: str, config: ConfigDict) -> Tokenizer:
   path = pipeline.tokenizer_path(config, workdir)
   if not os.path.isfile(path):
     raise _missing_file(stage, workdir, path)
-  tokenizer = Tokenizer.load(path, text_length=config.data.text_length)
+  tokenizer = Tokenizer.load(
+    path,
+    text_length=config.data.text_length,
+    pad_base=config.tokenizer.vocab_size,
+  )
   transformer_task.check_tokenizer_fits(tokenizer, config)
   return tokenizer
 

@@ -7,9 +7,13 @@ One encoded caption is a row of exactly L = `text_length` int32 ids:
 - t_i in [0, V) are sentencepiece BPE ids, V = `bpe_vocab_size`. Id 0 is
   `<unk>`: a character never seen in training becomes `<unk>` (or its UTF-8
   bytes, for a model trained with `byte_fallback=True`); encoding never fails.
-- pad_p = V + p is the padding token of text position p. The paper (§2.2)
-  gives every text position its own learned pad token instead of masking, so
-  the full text vocabulary is V + L (`vocab_size`).
+- pad_p = P + p is the padding token of text position p, where the pad base
+  P is V by default. A training run sets P to its configured BPE bound
+  (`config.tokenizer.vocab_size` >= V: a small caption set supports fewer
+  pieces than asked for), so that pads sit where the model's embedding
+  expects them, and the first id >= P ends the caption (CLIP pools there).
+  The paper (§2.2) gives every text position its own learned pad token
+  instead of masking, so the full text vocabulary is P + L (`vocab_size`).
 - No BOS and no EOS. The first pad already marks where a caption ends (pad_n
   can only follow the last caption token), and any start-of-sequence token the
   transformer wants is the transformer's business, not the tokenizer's.
@@ -256,6 +260,8 @@ class Tokenizer:
     model_proto: the serialized sentencepiece model.
     text_length: L, the number of text positions of every encoded caption.
     truncation: running count of truncated captions (the only mutable part).
+    pad_base: P, the padding id of position 0; None means V =
+      `bpe_vocab_size`. Must be >= V.
   """
 
   model_proto: bytes = dataclasses.field(repr=False)
@@ -263,6 +269,7 @@ class Tokenizer:
   truncation: TruncationCounter = dataclasses.field(
     default_factory=TruncationCounter, repr=False, compare=False
   )
+  pad_base: int | None = None
   _processor: spm.SentencePieceProcessor = dataclasses.field(
     init=False, repr=False, compare=False
   )
@@ -279,15 +286,32 @@ class Tokenizer:
       )
     processor = _processor_from_bytes(self.model_proto, "model_proto")
     object.__setattr__(self, "_processor", processor)
+    pieces = processor.get_piece_size()
+    if self.pad_base is not None and not (
+      isinstance(self.pad_base, int) and self.pad_base >= pieces
+    ):
+      raise ValueError(
+        f"pad_base={self.pad_base!r} is below the tokenizer's {pieces} BPE "
+        f"pieces: padding ids would collide with them. Use a pad base (the "
+        f"run's config.tokenizer.vocab_size) >= {pieces}, or a tokenizer "
+        "trained with that bound."
+      )
 
   def __reduce__(self):
     # The processor is rebuilt from the bytes, so the tokenizer pickles into
     # data-loader worker processes; each process keeps its own counter.
-    return (Tokenizer, (self.model_proto, self.text_length))
+    return (
+      _rebuild_tokenizer,
+      (self.model_proto, self.text_length, self.pad_base),
+    )
 
   @classmethod
-  def load(cls, path: str, text_length: int) -> "Tokenizer":
+  def load(
+    cls, path: str, text_length: int, pad_base: int | None = None
+  ) -> "Tokenizer":
     """Reads a sentencepiece model file written by `train_tokenizer`.
+
+    `pad_base` is P of the module docstring (None: V).
 
     Raises:
       FileNotFoundError: nothing at `path`.
@@ -301,7 +325,9 @@ class Tokenizer:
     with open(path, "rb") as model_file:
       model_proto = model_file.read()
     _processor_from_bytes(model_proto, path)
-    return cls(model_proto=model_proto, text_length=text_length)
+    return cls(
+      model_proto=model_proto, text_length=text_length, pad_base=pad_base
+    )
 
   @property
   def bpe_vocab_size(self) -> int:
@@ -309,9 +335,14 @@ class Tokenizer:
     return self._processor.get_piece_size()
 
   @property
+  def pad_start(self) -> int:
+    """P: the padding id of text position 0 (`pad_base`, or V)."""
+    return self.bpe_vocab_size if self.pad_base is None else self.pad_base
+
+  @property
   def vocab_size(self) -> int:
-    """V + L: BPE ids followed by one padding id per text position."""
-    return self.bpe_vocab_size + self.text_length
+    """P + L: BPE ids (and unused ids up to P), then one pad per position."""
+    return self.pad_start + self.text_length
 
   def pad_id(self, position: int) -> int:
     """The padding id of text position `position` in [0, L)."""
@@ -320,7 +351,7 @@ class Tokenizer:
         f"position={position} is outside the text positions "
         f"[0, {self.text_length})."
       )
-    return self.bpe_vocab_size + position
+    return self.pad_start + position
 
   def encode(
     self,
@@ -373,7 +404,7 @@ class Tokenizer:
   def _pad_and_truncate(self, ids: Sequence[Sequence[int]]) -> np.ndarray:
     """[N] ragged id lists -> [N, L] int32 with per-position pads."""
     tokens = np.tile(
-      np.arange(self.text_length, dtype=np.int32) + self.bpe_vocab_size,
+      np.arange(self.text_length, dtype=np.int32) + self.pad_start,
       (len(ids), 1),
     )
     for row, row_ids in enumerate(ids):
@@ -418,6 +449,13 @@ class Tokenizer:
     ids = [[int(t) for t in row if t < self.bpe_vocab_size] for row in rows]
     texts = self._processor.decode(ids)
     return texts if tokens.ndim == 2 else texts[0]
+
+
+def _rebuild_tokenizer(
+  model_proto: bytes, text_length: int, pad_base: int | None
+) -> Tokenizer:
+  """Unpickles a Tokenizer (with a fresh truncation counter)."""
+  return Tokenizer(model_proto, text_length, pad_base=pad_base)
 
 
 def _read_captions(path: str) -> list[str]:

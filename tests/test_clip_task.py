@@ -12,7 +12,13 @@ from PIL import Image
 
 from dalle_jax import checkpoint, sharding, summaries
 from dalle_jax import config as config_lib
-from dalle_jax.models.clip import CLIP, POOL_FIRST_AT_LEAST, preprocess_images
+from dalle_jax.data import pipeline
+from dalle_jax.models.clip import (
+  CLIP,
+  POOL_FIRST_AT_LEAST,
+  pooled_positions,
+  preprocess_images,
+)
 from dalle_jax.tasks import clip as clip_task
 from dalle_jax.tokenizer import Tokenizer, train_tokenizer
 from dalle_jax.train import run
@@ -257,3 +263,24 @@ def test_tiny_run_end_to_end(tmp_path, data_dir):
   params = checkpoint.load_params(workdir)
   assert 0 <= float(params["logit_scale"]) <= LN_100
   assert params["vision"]["projection"].shape == (16, 8)
+
+
+def test_text_is_pooled_at_the_caption_end_when_pieces_are_fewer(tmp_path):
+  # Two captions support far fewer than the configured 200 BPE pieces; the
+  # run loads its tokenizer with pad base 200, so the first pad ends the text.
+  path = str(tmp_path / "tokenizer.model")
+  captions = ["a red circle above a blue square", "a small green triangle"]
+  train_tokenizer(
+    captions, path, 200, text_length=8, vocab_size_is_upper_bound=True
+  )
+  config = tiny_config(**{"tokenizer.vocab_size": 200, "tokenizer.path": path})
+  tokenizer = pipeline.ensure_tokenizer(config, str(tmp_path), [])
+  assert tokenizer.bpe_vocab_size < 200 and tokenizer.pad_start == 200
+  rows = tokenizer.encode(["a small green triangle", "a red circle", ""])
+  lengths = [
+    len(tokenizer._processor.encode(text))
+    for text in ("a small green triangle", "a red circle")
+  ]
+  model = clip_task.model_config(config)
+  positions = np.asarray(pooled_positions(jnp.asarray(rows), model))
+  np.testing.assert_array_equal(positions, [*lengths, 0])

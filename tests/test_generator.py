@@ -15,23 +15,19 @@ import os
 import shutil
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image
 
 import dalle_jax
-from dalle_jax import checkpoint, rerank, sharding, stages
 from dalle_jax import config as config_lib
 from dalle_jax import generator as generator_lib
+from dalle_jax import rerank, stages
 from dalle_jax.data import shapes
-from dalle_jax.models.clip import CLIP
 from dalle_jax.models.dvae import DVAE
 from dalle_jax.models.transformer import Transformer
 from dalle_jax.tasks import clip as clip_task
-from dalle_jax.tasks import dvae as dvae_task
-from dalle_jax.tasks import transformer as transformer_task
-from dalle_jax.tokenizer import train_tokenizer
+from experiments.benchmarks import generate as generate_benchmark
 
 CONFIGS = os.path.join(os.path.dirname(config_lib.__file__), "configs")
 # 32 px images; three dVAE groups halve them twice: an 8 x 8 grid of 32
@@ -50,55 +46,11 @@ def dvae_method(name, config, params, inputs):
   return DVAE(config).apply({"params": params}, inputs, method=name)
 
 
-def _captions() -> list[str]:
-  return [
-    shapes.generate_example("train", i, 32, 0)["caption"] for i in range(64)
-  ]
-
-
-def _export(workdir, config, params, with_tokenizer):
-  checkpoint.check_or_write_config(workdir, config)
-  checkpoint.export_params(workdir, sharding.unbox(params))
-  if with_tokenizer:
-    train_tokenizer(
-      _captions(),
-      os.path.join(workdir, "tokenizer.model"),
-      config.tokenizer.vocab_size,
-      text_length=config.data.text_length,
-      vocab_size_is_upper_bound=True,
-    )
-
-
 def build_stage_dirs(root: str) -> str:
   """ROOT/{dvae,transformer,clip} as tiny runs leave them (random params)."""
-  rng = jax.random.key(0)
-  dvae_config = config_lib.load_config(
-    os.path.join(CONFIGS, "dvae.py:variant=tiny"), DVAE_OVERRIDES
+  return generate_benchmark.random_stage_dirs(
+    root, "tiny", DVAE_OVERRIDES, TRANSFORMER_OVERRIDES
   )
-  images = jnp.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 3), jnp.uint8)
-  model = DVAE(dvae_task.model_config(dvae_config))
-  params = jax.jit(model.init)(rng, images, rng, 1.0)["params"]
-  _export(os.path.join(root, "dvae"), dvae_config, params, False)
-
-  prior_config = config_lib.load_config(
-    os.path.join(CONFIGS, "transformer.py:variant=tiny"),
-    {"dvae.workdir": os.path.join(root, "dvae"), **TRANSFORMER_OVERRIDES},
-  )
-  prior = transformer_task.model_config(prior_config)
-  text = jnp.zeros((1, prior.text_length), jnp.int32)
-  codes = jnp.zeros((1, prior.num_image_tokens), jnp.int32)
-  params = jax.jit(Transformer(prior).init)(rng, text, codes)["params"]
-  _export(os.path.join(root, "transformer"), prior_config, params, True)
-
-  clip_config = config_lib.load_config(
-    os.path.join(CONFIGS, "clip.py:variant=tiny")
-  )
-  model = CLIP(clip_task.model_config(clip_config))
-  pixels = jnp.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 3), jnp.float32)
-  text = jnp.zeros((1, clip_config.data.text_length), jnp.int32)
-  params = jax.jit(model.init)(rng, pixels, text)["params"]
-  _export(os.path.join(root, "clip"), clip_config, params, True)
-  return root
 
 
 def shared_stage_root(tmp_path_factory) -> str:
@@ -504,3 +456,26 @@ def test_package_exports_the_generator_lazily():
   assert dalle_jax.Samples is generator_lib.Samples
   with pytest.raises(AttributeError, match="no attribute 'Generater'"):
     dalle_jax.Generater  # noqa: B018
+
+
+def test_generate_benchmark_times_a_generator_call(stage_root, capsys):
+  result = generate_benchmark.main(
+    [
+      "--workdir",
+      stage_root,
+      "--num_candidates",
+      "4",
+      "--keep",
+      "2",
+      "--chunk_size",
+      str(CHUNK),
+      "--repeats",
+      "1",
+    ]
+  )
+  printed = capsys.readouterr().out
+  assert result["images_shape"] == (1, 2, IMAGE_SIZE, IMAGE_SIZE, 3)
+  assert result["finite_scores"]
+  assert result["first"] > 0 and len(result["all"]) == 1
+  assert "keep 2 of 4 candidates" in printed
+  assert "target < 10 s per prompt:" in printed

@@ -294,3 +294,28 @@ def test_command_line_trains_from_a_caption_file(tmp_path, capsys):
   assert exit_code == 0
   assert Tokenizer.load(str(out), text_length=8).bpe_vocab_size == 90
   assert f"{len(CAPTIONS)} captions" in capsys.readouterr().out
+
+
+def test_pad_base_moves_pads_past_unused_ids(model_path):
+  # A run asks for up to 128 pieces; these captions support 120.
+  tok = Tokenizer.load(model_path, text_length=16, pad_base=128)
+  assert tok.bpe_vocab_size == VOCAB_SIZE and tok.pad_start == 128
+  assert tok.vocab_size == 128 + 16
+  rows = tok.encode(["a red circle", ""])
+  caption_end = int(np.argmax(rows[0] >= VOCAB_SIZE))
+  np.testing.assert_array_equal(
+    rows[0, caption_end:], 128 + np.arange(caption_end, 16)
+  )
+  np.testing.assert_array_equal(rows[1], 128 + np.arange(16))
+  assert np.all(rows[0, :caption_end] < VOCAB_SIZE)
+  assert tok.pad_id(3) == 131
+  assert tok.decode(rows[0]) == "a red circle"
+  clone = pickle.loads(pickle.dumps(tok))
+  assert clone.pad_start == 128
+  np.testing.assert_array_equal(clone.encode(["a red circle"]), rows[:1])
+
+
+@pytest.mark.parametrize("pad_base", [VOCAB_SIZE - 1, 0, 12.5])
+def test_pad_base_below_the_pieces_is_refused(model_path, pad_base):
+  with pytest.raises(ValueError, match=f"pad_base={pad_base}.*{VOCAB_SIZE}"):
+    Tokenizer.load(model_path, text_length=16, pad_base=pad_base)

@@ -57,11 +57,10 @@ def get_config(arg: str | None = None):
   config.optim.b1 = 0.9
   config.optim.b2 = 0.98
   config.optim.eps = 1e-6
-  # optim.make_optimizer decays every parameter, the log temperature too
-  # (CLIP exempts it). AdamW shrinks it by lr * wd * value a step while
-  # Adam's own step is at most about lr, so it can never pass 1 / wd: at
-  # 0.2 it would crawl near the clamp (ln 100 = 4.6); 0.1 lets it reach it.
-  config.optim.weight_decay = 0.1
+  # Decay only kernels and embeddings (CLIP: "all weights that are not gains
+  # or biases"); the log temperature is exempt and can reach its clamp.
+  config.optim.decay = "matrices"
+  config.optim.weight_decay = 0.2
   config.optim.grad_clip_norm = 1.0
   config.optim.ema_decay = 0.0
 
@@ -103,7 +102,6 @@ def get_config(arg: str | None = None):
     config.model.embed_dim = 512
     config.optim.lr = 5e-4
     config.optim.warmup_steps = 2_000
-    config.optim.weight_decay = 0.2
     config.optim.grad_clip_norm = 0.0
     config.optim.end_lr_factor = 0.0
     # CLIP's batch of 32,768 for 32 epochs of 400M pairs.

@@ -93,9 +93,9 @@ def tokenizer_path(config: ConfigDict, workdir: str) -> str:
   return config.tokenizer.path or os.path.join(workdir, TOKENIZER_FILE)
 
 
-def caption_text(example: dict) -> str:
-  """The caption of a decoded example (TFDS gives bytes)."""
-  caption = example["caption"]
+def caption_text(example: dict, field: str = "caption") -> str:
+  """A caption field of a decoded example as str (TFDS gives bytes)."""
+  caption = example[field]
   return caption.decode("utf-8") if isinstance(caption, bytes) else caption
 
 
@@ -138,7 +138,13 @@ def ensure_tokenizer(
       text_length=config.data.text_length,
       vocab_size_is_upper_bound=True,
     )
-  return Tokenizer.load(path, text_length=config.data.text_length)
+  # Pads start at the configured bound whatever number of pieces the
+  # captions supported (see the tokenizer module docstring).
+  return Tokenizer.load(
+    path,
+    text_length=config.data.text_length,
+    pad_base=config.tokenizer.vocab_size,
+  )
 
 
 def batch_features(

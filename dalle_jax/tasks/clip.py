@@ -52,13 +52,10 @@ def model_config(config: ConfigDict) -> CLIPConfig:
 
   Captions are pooled at the first id >= the BPE bound V =
   `config.tokenizer.vocab_size` (text_pooling 'first_at_least'), or at
-  L - 1 when there is none. Our tokenizer pads position p with
-  `bpe_vocab_size + p`, so with a tokenizer of exactly V pieces this is the
-  first pad. The run trains its tokenizer with V as an upper bound, and
-  Shapes captions support only 233 pieces of 256: then the pooled position
-  is the first p >= the caption's end with `233 + p >= 256`, i.e. position
-  23 for every caption shorter than that (or L - 1 if V - 233 >= L). In the
-  causal text tower each such position still sees the whole caption.
+  L - 1 when there is none. Runs load their tokenizer with pad base V, so
+  position p pads with V + p whatever number of pieces the captions
+  supported (Shapes captions support 233 of 256), and the pooled position
+  is the first pad: the end of the caption.
 
   Args:
     config: the run config (see `dalle_jax/configs/clip.py`).

@@ -36,7 +36,7 @@ from ml_collections import ConfigDict
 
 from dalle_jax import checkpoint, evaluate, losses, optim, sampling, sharding
 from dalle_jax import config as config_lib
-from dalle_jax.data.pipeline import read_examples
+from dalle_jax.data.pipeline import caption_text, read_examples
 from dalle_jax.models import transformer
 from dalle_jax.models.dvae import DVAE, DVAEConfig
 from dalle_jax.models.transformer import Transformer, TransformerConfig
@@ -378,10 +378,6 @@ def make_task(config: ConfigDict, tokenizer: Tokenizer | None = None) -> Task:
   return Task("transformer", init, train_step, eval_step, preview, host_eval)
 
 
-def _text(value) -> str:
-  return value.decode("utf-8") if isinstance(value, bytes) else value
-
-
 def judge_samples(
   generate_fn, tokenizer: Tokenizer, source, num_examples: int, batch_size
 ) -> dict[str, float]:
@@ -404,7 +400,7 @@ def judge_samples(
   for b in range(num_batches):
     indices = np.arange(b * batch_size, (b + 1) * batch_size, dtype=np.int32)
     examples = read_examples(source, indices)
-    batch_captions = [_text(e["canonical_caption"]) for e in examples]
+    batch_captions = [caption_text(e, "canonical_caption") for e in examples]
     text = tokenizer.encode(batch_captions).astype(np.int32)
     images.append(np.asarray(generate_fn(text, indices)))
     captions.extend(batch_captions)
