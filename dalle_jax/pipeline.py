@@ -2,11 +2,13 @@
 
 `python -m dalle_jax.train --config dalle_jax/configs/default.py --workdir
 ROOT` comes here (`config.task == 'pipeline'`). Steps, in order: the
-tokenizer (after building the data set), the dVAE, CLIP, the transformer,
-the evaluation; then the report. A finished step is skipped; an unfinished
-one resumes from its last checkpoint; a step whose config differs from the
-one it was trained with is moved aside and trained again, and so is every
-step after a step that trained in this run.
+tokenizer (after building the data set: Shapes, or a folder of the user's
+captioned images with `--config.data.name=folder
+--config.data.folder=DIR`), the dVAE, CLIP, the transformer, the
+evaluation; then the report. A finished step is skipped; an unfinished one
+resumes from its last checkpoint; a step whose config differs from the one
+it was trained with is moved aside and trained again, and so is every step
+after a step that trained in this run.
 
 Layout of ROOT:
   pipeline.json       the pipeline config of the latest run
@@ -14,7 +16,9 @@ Layout of ROOT:
   tokenizer.model     the BPE tokenizer every stage reads, and
   tokenizer.json      the settings it was trained with
   dvae/ clip/ transformer/   the stages' work directories (`train.run`)
-  evaluation/         the zero-shot evaluation (`report.evaluate`)
+  evaluation/         the evaluation (`generation_eval.evaluate`): judged
+                      zero-shot generation on Shapes, CLIP scores on a
+                      folder
   report.md, figures/ the report (`python -m dalle_jax.report`)
   <name>.replaced-<time>   a step's output moved aside, never deleted
 """
@@ -32,7 +36,7 @@ from typing import Any
 
 from ml_collections import ConfigDict
 
-from dalle_jax import checkpoint, report
+from dalle_jax import checkpoint, generation_eval, report
 from dalle_jax import config as config_lib
 from dalle_jax import train as train_lib
 from dalle_jax.configs import default as default_config
@@ -199,6 +203,29 @@ class StageLog:
     checkpoint.write_json_atomically(self.path, self.data)
 
 
+def data_problems(data: ConfigDict) -> list[str]:
+  """What is wrong with the pipeline's `data` section ([] when nothing)."""
+  name, folder = data.name, data.folder
+  if name not in generation_eval.EVALUATION_KINDS:
+    return [
+      f"config.data.name={name!r}: the pipeline knows how to evaluate "
+      f"{tuple(generation_eval.EVALUATION_KINDS)}; use "
+      "data.name='shapes', or data.name='folder' with data.folder=<your "
+      "captioned images>."
+    ]
+  if name == "folder" and not folder:
+    return [
+      "config.data.name='folder' needs config.data.folder=<a folder of "
+      "images with same-name .txt captions, or a captions.tsv>."
+    ]
+  if name == "folder" and not os.path.isdir(os.path.expanduser(folder)):
+    return [
+      f"config.data.folder={folder!r} is not a directory; point it at a "
+      "folder of images with same-name .txt captions, or a captions.tsv."
+    ]
+  return []
+
+
 def validate(config: ConfigDict, root: str | None = None) -> None:
   """Checks a pipeline config and each stage's section.
 
@@ -210,14 +237,10 @@ def validate(config: ConfigDict, root: str | None = None) -> None:
   Raises:
     ValueError: naming every problem.
   """
-  for stage in TRAINED_STAGES:
-    config_lib.validate(config[stage])
-  problems = []
-  if config.data.name != "shapes":
-    problems.append(
-      f"config.data.name={config.data.name!r}: the pipeline's evaluation "
-      "judges Shapes images, so it needs data.name='shapes'."
-    )
+  problems = data_problems(config.data)
+  if not problems:  # the stages share `data`: each would repeat them
+    for stage in TRAINED_STAGES:
+      config_lib.validate(config[stage])
   for stage in TRAINED_STAGES:
     if config[stage].task != stage:
       problems.append(
@@ -231,11 +254,12 @@ def validate(config: ConfigDict, root: str | None = None) -> None:
       f"trains the transformer on its own dVAE ({own_dvae}); leave it ''."
     )
   evaluation = config.evaluation
-  unknown = set(evaluation.splits) - set(report.SPLITS)
-  if unknown or not evaluation.splits:
+  unknown = set(evaluation.splits) - set(generation_eval.SPLITS)
+  # A folder is always evaluated on its validation split.
+  if config.data.name == "shapes" and (unknown or not evaluation.splits):
     problems.append(
       f"config.evaluation.splits={tuple(evaluation.splits)!r}: use one or "
-      f"more of {report.SPLITS}."
+      f"more of {generation_eval.SPLITS}."
     )
   for field in ("num_prompts", "num_candidates", "chunk_size"):
     if evaluation[field] < 1:
@@ -244,6 +268,41 @@ def validate(config: ConfigDict, root: str | None = None) -> None:
       )
   if problems:
     raise ValueError("Invalid pipeline config:\n  " + "\n  ".join(problems))
+
+
+def check_evaluation_split(
+  num_examples: int, configs: Mapping[str, ConfigDict]
+) -> None:
+  """Checks that the validation split feeds every stage's evaluation.
+
+  Each stage evaluates `train.eval_batches` batches of
+  `data.eval_batch_size` validation examples; checked once the data set is
+  built, so a small folder fails before any training, naming every field.
+
+  Args:
+    num_examples: the examples in the validation split.
+    configs: each stage's run config.
+
+  Raises:
+    ValueError: the split is too small for a stage (names the fields).
+  """
+  short = []
+  for stage, stage_config in configs.items():
+    size = stage_config.data.eval_batch_size
+    batches = stage_config.train.eval_batches
+    if num_examples < size * batches:
+      short.append(
+        f"config.{stage}.data.eval_batch_size={size} x "
+        f"config.{stage}.train.eval_batches={batches} = {size * batches}"
+      )
+  if short:
+    raise ValueError(
+      f"The validation split has {num_examples} examples, fewer than the "
+      "stages evaluate: " + "; ".join(short) + ". Lower those fields "
+      "(keeping each eval_batch_size a multiple of the device count) or "
+      "add captioned images (a folder puts about 2% of its images in "
+      "validation)."
+    )
 
 
 def stage_configs(config: ConfigDict, root: str) -> dict[str, ConfigDict]:
@@ -274,7 +333,8 @@ def tokenizer_settings(config: ConfigDict) -> dict:
   }
 
 
-def _tokenizer_step(config: ConfigDict, stage_config: ConfigDict, root: str):
+def _tokenizer_step(config: ConfigDict, configs: dict, root: str) -> Step:
+  stage_config = configs["dvae"]
   path = stage_config.tokenizer.path
   record = os.path.join(root, TOKENIZER_RECORD)
   settings = {**tokenizer_settings(config), "path": path}
@@ -285,6 +345,7 @@ def _tokenizer_step(config: ConfigDict, stage_config: ConfigDict, root: str):
   def execute():
     # Builds the data set too: the tokenizer reads its training captions.
     sources = data_pipeline.prepare_sources(stage_config)
+    check_evaluation_split(len(sources.eval), configs)
     tokenizer = data_pipeline.ensure_tokenizer(
       stage_config, root, sources.train_captions
     )
@@ -311,22 +372,22 @@ def _stage_step(name: str, stage_config: ConfigDict, root: str) -> Step:
 
 
 def _evaluation_step(config: ConfigDict, data_config, root: str) -> Step:
-  workdir = os.path.join(root, report.EVALUATION_DIR)
+  workdir = os.path.join(root, generation_eval.EVALUATION_DIR)
   settings = config_lib.to_dict(config.evaluation)
   return Step(
     "evaluation",
     (workdir,),
     os.path.join(workdir, checkpoint.CONFIG_FILE),
     settings,
-    lambda: os.path.exists(os.path.join(workdir, report.RESULTS_FILE)),
-    lambda: report.evaluate(root, config.evaluation, data_config),
+    lambda: os.path.exists(os.path.join(workdir, generation_eval.RESULTS_FILE)),
+    lambda: generation_eval.evaluate(root, config.evaluation, data_config),
   )
 
 
 def make_steps(config: ConfigDict, root: str) -> list[Step]:
   """The pipeline's steps, in order, for a validated config."""
   configs = stage_configs(config, root)
-  steps = [_tokenizer_step(config, configs["dvae"], root)]
+  steps = [_tokenizer_step(config, configs, root)]
   steps += [_stage_step(name, configs[name], root) for name in TRAINED_STAGES]
   steps.append(_evaluation_step(config, configs["dvae"], root))
   return steps
@@ -387,8 +448,8 @@ def run(config: ConfigDict, root: str) -> dict[str, float]:
     root: the pipeline's work directory.
 
   Returns:
-    The headline figures (see `report.headline`), plus `seconds`, the
-    wall time of this run.
+    The headline figures (see `generation_eval.headline`), plus
+    `seconds`, the wall time of this run.
   """
   root = os.path.abspath(root)
   validate(config, root)
@@ -406,7 +467,7 @@ def run(config: ConfigDict, root: str) -> dict[str, float]:
       upstream = step.name
   report_path = report.write_report(root)
   seconds = time.perf_counter() - start
-  summary = report.headline(root)
+  summary = generation_eval.headline(root)
   for line in report.summary_lines(root):
     logger.info("pipeline: %s", line)
   logger.info(

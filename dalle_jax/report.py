@@ -1,21 +1,13 @@
-"""Evaluates a pipeline work directory and writes its report.
+"""Writes the report of a finished pipeline work directory.
 
-`evaluate` samples `num_candidates` images for each of the first distinct
-canonical captions of the Shapes splits `zero_shot` (held-out colour-shape
-pairs) and `validation` (seen pairs), once, in sampling order, scores each
-with CLIP and judges each with the Shapes judge. From these, for N = 1, 2,
-4, ... candidates: the share of prompts whose CLIP-best of the first N is
-correct (reranked), and the share with at least one correct among the first
-N (what a perfect reranker would reach); the single-sample accuracy is the
-mean over all candidates. Attributes (count, colour, shape, size, position,
-relation) are scored separately over the captions that state them.
-
-`write_report` turns the evaluation, the stages' metrics.jsonl and
-stages.json into ROOT/report.md with figures in ROOT/figures/:
+`write_report` turns the evaluation (see `dalle_jax.generation_eval`: its
+results.json and per-split .npz), the stages' metrics.jsonl and
+stages.json into ROOT/report.md, with training curves, the accuracy (or
+CLIP score) against the number of candidates, and labelled sample grids
+in ROOT/figures/:
   python -m dalle_jax.report --workdir ROOT
 
-Shape letters: P prompts, C candidates per prompt, A judged attributes,
-S image side, W code grid side.
+Shape letters: P prompts, S image side.
 """
 
 from __future__ import annotations
@@ -29,36 +21,32 @@ import textwrap
 from collections.abc import Sequence
 
 import numpy as np
-from ml_collections import ConfigDict
 from PIL import Image, ImageDraw, ImageFont
 
-from dalle_jax import checkpoint, images, summaries
-from dalle_jax import config as config_lib
-from dalle_jax.data import judge
-from dalle_jax.data import pipeline as data_pipeline
+from dalle_jax import images, summaries
+from dalle_jax.generation_eval import (
+  ATTRIBUTES,
+  CLIP_SCORES,
+  EVALUATION_DIR,
+  JUDGED,
+  SCORED_SPLIT,
+  SPLITS,
+  read_results,
+)
 
-SPLITS = ("zero_shot", "validation")
 SPLIT_TITLES = {
   "zero_shot": "zero_shot (held-out colour-shape pairs)",
   "validation": "validation (seen pairs)",
 }
-ATTRIBUTES = judge.ATTRIBUTES
-EVALUATION_DIR = "evaluation"
-RESULTS_FILE = "results.json"
 REPORT_FILE = "report.md"
 # Written by dalle_jax.pipeline: the config and what each run did.
 PIPELINE_FILE = "pipeline.json"
 STAGES_FILE = "stages.json"
 FIGURES_DIR = "figures"
 STAGES = ("dvae", "clip", "transformer")
-# holds[p, c, a]: the judge's verdict on attribute a, or NOT_STATED.
-NOT_STATED = -1
 MIN_TILE_PIXELS = 160
+CAPTION_COLOUR, SCORE_COLOUR = (0, 0, 0), (0, 70, 160)
 GRID_COLUMNS = 4
-TRAIN_COMMAND = (
-  "python -m dalle_jax.train --config dalle_jax/configs/default.py "
-  "--workdir {root}"
-)
 
 # Training-curve panels per stage: (title, [(split, metric), ...]).
 _JUDGED = (("eval", "validation_judged_correct"),
@@ -108,247 +96,8 @@ STAGE_METRICS = {
   ),
 }  # fmt: skip
 
-
-# ---------------------------------------------------------------------------
-# Evaluation math: pure functions of judged, scored candidates.
-
-
-def candidate_counts(num_candidates: int) -> list[int]:
-  """N = 1, 2, 4, ... below `num_candidates`, then `num_candidates` itself."""
-  counts = [2**i for i in range(num_candidates.bit_length())]
-  counts = [n for n in counts if n < num_candidates]
-  return [*counts, num_candidates]
-
-
-def best_of_first(scores: np.ndarray, count: int) -> np.ndarray:
-  """[P] int: each prompt's highest-scoring candidate among the first `count`.
-
-  Ties go to the earlier candidate.
-  """
-  return np.argmax(scores[:, :count], axis=1)
-
-
-def accuracy_curve(
-  correct: np.ndarray, scores: np.ndarray, counts: Sequence[int]
-) -> dict:
-  """Accuracy against the number of candidates, with and without reranking.
-
-  Args:
-    correct: [P, C] bool, the judge's verdict on each candidate.
-    scores: [P, C] float, CLIP's score of each candidate.
-    counts: the numbers of candidates N to evaluate, each in [1, C].
-
-  Returns:
-    `single_sample` (mean correctness of all candidates: no reranking),
-    and per N in `candidates`: `reranked` (share of prompts whose best-scored
-    of the first N is correct) and `any_correct` (share with at least one
-    correct among the first N: a perfect reranker).
-  """
-  rows = np.arange(correct.shape[0])
-  return {
-    "single_sample": float(np.mean(correct)),
-    "candidates": [int(n) for n in counts],
-    "reranked": [
-      float(np.mean(correct[rows, best_of_first(scores, n)])) for n in counts
-    ],
-    "any_correct": [float(np.mean(correct[:, :n].any(axis=1))) for n in counts],
-  }
-
-
-def judge_candidates(
-  captions: Sequence[str], samples: np.ndarray
-) -> np.ndarray:
-  """Judges every candidate: [P, C, S, S, 3] uint8 -> [P, C, A] int8.
-
-  Returns:
-    1 where the attribute the caption states holds, 0 where it fails,
-    NOT_STATED where the caption does not state it.
-  """
-  holds = np.full(samples.shape[:2] + (len(ATTRIBUTES),), NOT_STATED, np.int8)
-  for p, caption in enumerate(captions):
-    for c, image in enumerate(samples[p]):
-      for attribute, ok in judge.judge(caption, image).items():
-        holds[p, c, ATTRIBUTES.index(attribute)] = int(ok)
-  return holds
-
-
-def correct_from_holds(holds: np.ndarray) -> np.ndarray:
-  """[P, C, A] verdicts -> [P, C] bool: every stated attribute holds."""
-  return np.all(holds != 0, axis=-1)
-
-
-def attribute_accuracy(holds: np.ndarray, best: np.ndarray) -> dict:
-  """Per attribute, accuracy over the captions that state it.
-
-  Args:
-    holds: [P, C, A] int8 verdicts (see `judge_candidates`).
-    best: [P] int, the reranked candidate of each prompt.
-
-  Returns:
-    {attribute: {stated (prompts stating it), single_sample (share of all
-    their candidates where it holds), reranked (share of their reranked
-    candidates where it holds)}}; accuracies are None when no caption
-    states the attribute.
-  """
-  chosen = holds[np.arange(holds.shape[0]), best]  # [P, A]
-  table = {}
-  for a, attribute in enumerate(ATTRIBUTES):
-    stated = holds[:, 0, a] != NOT_STATED
-    count = int(stated.sum())
-    table[attribute] = {
-      "stated": count,
-      "single_sample": float(np.mean(holds[stated, :, a])) if count else None,
-      "reranked": float(np.mean(chosen[stated, a])) if count else None,
-    }
-  return table
-
-
-def summarise_split(
-  captions: Sequence[str], holds: np.ndarray, scores: np.ndarray
-) -> dict:
-  """The figures of one split (see `accuracy_curve`, `attribute_accuracy`)."""
-  correct = correct_from_holds(holds)
-  best = best_of_first(scores, scores.shape[1])
-  rows = np.arange(len(captions))
-  return {
-    "num_prompts": len(captions),
-    "num_candidates": int(scores.shape[1]),
-    "curve": accuracy_curve(correct, scores, candidate_counts(scores.shape[1])),
-    "attributes": attribute_accuracy(holds, best),
-    "prompts": [
-      {
-        "caption": caption,
-        "best": int(best[p]),
-        "best_score": float(scores[p, best[p]]),
-        "best_correct": bool(correct[p, best[p]]),
-        "correct_candidates": int(correct[p].sum()),
-      }
-      for p, caption in zip(rows, captions, strict=True)
-    ],
-  }
-
-
-# ---------------------------------------------------------------------------
-# Running the evaluation.
-
-
-def evaluation_captions(source, count: int) -> list[str]:
-  """The first `count` distinct canonical captions of a Shapes split.
-
-  Raises:
-    ValueError: the split has fewer distinct captions (names both counts).
-  """
-  captions: list[str] = []
-  for start in range(0, len(source), 256):
-    indices = range(start, min(start + 256, len(source)))
-    for example in data_pipeline.read_examples(source, indices):
-      caption = example["canonical_caption"]
-      caption = (
-        caption.decode("utf-8") if isinstance(caption, bytes) else caption
-      )
-      if caption not in captions:
-        captions.append(caption)
-      if len(captions) == count:
-        return captions
-  raise ValueError(
-    f"The split has {len(captions)} distinct canonical captions but "
-    f"config.evaluation.num_prompts={count}; lower num_prompts or raise the "
-    "split's size (config.data.shapes.num_validation / num_zero_shot)."
-  )
-
-
-def _split_source(sources: data_pipeline.DataSources, split: str):
-  return sources.eval if split == "validation" else sources.extra[split]
-
-
-def evaluate(
-  root: str, evaluation: ConfigDict, data_config: ConfigDict
-) -> dict[str, float]:
-  """Samples, scores and judges candidates; writes ROOT/evaluation/.
-
-  Writes `results.json` (the figures of each split, see `summarise_split`)
-  and `<split>.npz` (`captions` [P], `tokens` [P, C, W, W] int32, `scores`
-  [P, C] float32, `holds` [P, C, A] int8, `best_images` [P, S, S, 3]
-  uint8), from which `write_report` draws everything.
-
-  Args:
-    root: the pipeline's work directory (dvae/, transformer/, clip/).
-    evaluation: the pipeline config's `evaluation` section.
-    data_config: a stage's run config (its `data` section names the split
-      files).
-
-  Returns:
-    The headline figures (see `headline`).
-  """
-  from dalle_jax.generator import Generator  # loads jax models: on use only
-
-  workdir = os.path.join(root, EVALUATION_DIR)
-  os.makedirs(workdir, exist_ok=True)
-  checkpoint.write_json_atomically(
-    os.path.join(workdir, checkpoint.CONFIG_FILE),
-    config_lib.to_dict(evaluation),
-  )
-  generator = Generator.from_workdir(root)
-  sources = data_pipeline.prepare_sources(data_config)
-  results = {"splits": {}}
-  for split in evaluation.splits:
-    captions = evaluation_captions(
-      _split_source(sources, split), evaluation.num_prompts
-    )
-    samples = generator(
-      captions,
-      num_candidates=evaluation.num_candidates,
-      keep=evaluation.num_candidates,
-      temperature=evaluation.temperature,
-      top_k=evaluation.top_k or None,
-      top_p=evaluation.top_p or None,
-      seed=evaluation.seed,
-      rerank=False,
-      scorer="clip",
-      chunk_size=evaluation.chunk_size,
-    )
-    holds = judge_candidates(captions, samples.images)
-    summary = summarise_split(captions, holds, samples.scores)
-    best = [prompt["best"] for prompt in summary["prompts"]]
-    np.savez_compressed(
-      os.path.join(workdir, f"{split}.npz"),
-      captions=np.array(captions),
-      tokens=samples.tokens,
-      scores=samples.scores,
-      holds=holds,
-      best_images=samples.images[np.arange(len(captions)), best],
-    )
-    results["splits"][split] = summary
-  checkpoint.write_json_atomically(os.path.join(workdir, RESULTS_FILE), results)
-  return headline(root)
-
-
 # ---------------------------------------------------------------------------
 # Reading a work directory.
-
-
-def read_results(root: str) -> dict:
-  """ROOT/evaluation/results.json.
-
-  Raises:
-    FileNotFoundError: no evaluation yet (names the command that makes it).
-  """
-  path = os.path.join(root, EVALUATION_DIR, RESULTS_FILE)
-  if not os.path.exists(path):
-    raise FileNotFoundError(
-      f"{path} does not exist, so {root!r} is not a finished pipeline run. "
-      "Run the pipeline (finished stages are not trained again): "
-      + TRAIN_COMMAND.format(root=root)
-    )
-  with open(path) as handle:
-    results = json.load(handle)
-  # JSON files are written with sorted keys; show splits in SPLITS order.
-  results["splits"] = {
-    split: results["splits"][split]
-    for split in SPLITS
-    if split in results["splits"]
-  }
-  return results
 
 
 def _read_json(path: str, default):
@@ -374,27 +123,29 @@ def final_eval(root: str, stage: str) -> dict:
   return evals[-1] if evals else {}
 
 
-def headline(root: str) -> dict[str, float]:
-  """Per split: single-sample, reranked and any-correct accuracy at C."""
-  figures = {}
-  for split, summary in read_results(root)["splits"].items():
-    curve = summary["curve"]
-    figures[f"{split}_single_sample"] = curve["single_sample"]
-    figures[f"{split}_reranked"] = curve["reranked"][-1]
-    figures[f"{split}_any_correct"] = curve["any_correct"][-1]
-  return figures
+def _split_line(kind: str, split: str, summary: dict) -> str:
+  count = summary["num_candidates"]
+  if kind == CLIP_SCORES:
+    return (
+      f"{split}: mean CLIP score {summary['mean_score']:.2f} over all "
+      f"{count} candidates, {summary['mean_best_score']:.2f} for the best "
+      f"of {count}"
+    )
+  curve = summary["curve"]
+  return (
+    f"{split}: one sample {_percent(curve['single_sample'])} correct, "
+    f"CLIP best of {count} {_percent(curve['reranked'][-1])}, "
+    f"any of {count} {_percent(curve['any_correct'][-1])}"
+  )
 
 
 def summary_lines(root: str) -> list[str]:
   """One line per split and per stage, for the end of a pipeline log."""
-  lines = []
-  for split, summary in read_results(root)["splits"].items():
-    curve, count = summary["curve"], summary["num_candidates"]
-    lines.append(
-      f"{split}: one sample {_percent(curve['single_sample'])} correct, "
-      f"CLIP best of {count} {_percent(curve['reranked'][-1])}, "
-      f"any of {count} {_percent(curve['any_correct'][-1])}"
-    )
+  results = read_results(root)
+  lines = [
+    _split_line(results["kind"], split, summary)
+    for split, summary in results["splits"].items()
+  ]
   for name, entry in read_steps(root)[1]:
     lines.append(
       f"{name}: {entry['action']} in this run; took "
@@ -498,24 +249,29 @@ def labelled_tile(image, lines, colours, size: int, num_lines: int):
   return np.asarray(tile)
 
 
-def sample_grid(root: str, split: str, summary: dict, count: int, path: str):
-  """The CLIP-best image of the first prompts, with caption and verdict."""
-  data = np.load(os.path.join(root, EVALUATION_DIR, f"{split}.npz"))
-  best_images = data["best_images"][:count]
+def labelled_grid(best_images: np.ndarray, labels, path: str) -> str:
+  """Images in rows of GRID_COLUMNS, each with its label underneath.
+
+  Args:
+    best_images: [P, S, S, 3] uint8, enlarged to at least MIN_TILE_PIXELS.
+    labels: per image, a list of (text, RGB colour) pairs; each text is
+      wrapped to the tile's width.
+    path: the PNG to write.
+
+  Returns:
+    `path`.
+  """
   side = best_images.shape[1]
   size = side * max(1, math.ceil(MIN_TILE_PIXELS / side))
   chars = max(size // 7, 8)  # the default font is about 6-7 px a character
   texts = []
-  for p, prompt in enumerate(summary["prompts"][:count]):
-    verdict, colour = _verdict(prompt, data["holds"][p, prompt["best"]])
-    caption = textwrap.wrap(prompt["caption"], chars)
-    verdict_lines = textwrap.wrap(verdict, chars)
-    texts.append(
-      (
-        caption + verdict_lines,
-        [(0, 0, 0)] * len(caption) + [colour] * len(verdict_lines),
-      )
-    )
+  for label in labels:
+    lines, colours = [], []
+    for text, colour in label:
+      wrapped = textwrap.wrap(text, chars)
+      lines += wrapped
+      colours += [colour] * len(wrapped)
+    texts.append((lines, colours))
   num_lines = max(len(lines) for lines, _ in texts)
   tiles = [
     labelled_tile(image, lines, colours, size, num_lines)
@@ -526,6 +282,35 @@ def sample_grid(root: str, split: str, summary: dict, count: int, path: str):
   tiles += [blank] * (-len(tiles) % columns)
   rows = np.stack(tiles).reshape(-1, columns, *tiles[0].shape)
   return images.save_png(path, images.make_grid(rows))
+
+
+def sample_grid(root: str, split: str, summary: dict, count: int, path: str):
+  """The CLIP-best image of the first prompts, with caption and verdict."""
+  data = np.load(os.path.join(root, EVALUATION_DIR, f"{split}.npz"))
+  labels = [
+    [
+      (prompt["caption"], CAPTION_COLOUR),
+      _verdict(prompt, data["holds"][p, prompt["best"]]),
+    ]
+    for p, prompt in enumerate(summary["prompts"][:count])
+  ]
+  return labelled_grid(data["best_images"][:count], labels, path)
+
+
+def scored_sample_grid(
+  root: str, split: str, summary: dict, count: int, path: str
+) -> str:
+  """The CLIP-best image of the first prompts, with caption and score."""
+  data = np.load(os.path.join(root, EVALUATION_DIR, f"{split}.npz"))
+  prompts = summary["prompts"][:count]
+  labels = [
+    [
+      (prompt["caption"], CAPTION_COLOUR),
+      (f"CLIP score {prompt['best_score']:.2f}", SCORE_COLOUR),
+    ]
+    for prompt in prompts
+  ]
+  return labelled_grid(data["top_images"][: len(prompts), 0], labels, path)
 
 
 # ---------------------------------------------------------------------------
@@ -653,6 +438,58 @@ def stage_metrics_section(root: str, stage: str) -> list[str]:
           *_table(("metric", "value"), rows)]  # fmt: skip
 
 
+def scored_headline_section(results: dict) -> list[str]:
+  """Per split: the mean CLIP score of all candidates and of the best."""
+  rows = [
+    (
+      split,
+      summary["num_prompts"],
+      summary["num_candidates"],
+      _number(summary["mean_score"]),
+      _number(summary["mean_best_score"]),
+    )
+    for split, summary in results["splits"].items()
+  ]
+  header = ("split", "prompts", "candidates C",
+            "mean CLIP score, all candidates",
+            "mean CLIP score, best of C")  # fmt: skip
+  return _table(header, rows)
+
+
+def scored_curve_section(summary: dict) -> list[str]:
+  """The mean best-of-N CLIP score for each N, then all candidates."""
+  curve = summary["curve"]
+  rows = [
+    (str(n), _number(score))
+    for n, score in zip(curve["candidates"], curve["mean_best_score"],
+                        strict=True)
+  ]  # fmt: skip
+  rows.append(("all candidates (no reranking)", _number(summary["mean_score"])))
+  return _table(("N", "mean CLIP score of the best of N"), rows)
+
+
+def _cell(text: str) -> str:
+  """A user's caption as one Markdown table cell."""
+  return text.replace("|", "\\|")
+
+
+def scored_prompt_section(summary: dict) -> list[str]:
+  """Per prompt: the best candidate's score, the mean, the top scores."""
+  rows = [
+    (
+      _cell(prompt["caption"]),
+      _number(prompt["best_score"]),
+      _number(prompt["mean_score"]),
+      ", ".join(f"{s:.2f}" for s in prompt["top_scores"]),
+      ", ".join(str(c) for c in prompt["top"]),
+    )
+    for prompt in summary["prompts"]
+  ]
+  header = ("prompt", "best score", "mean score", "top scores",
+            "top candidates")  # fmt: skip
+  return _table(header, rows)
+
+
 def write_figures(root: str, results: dict, grid_prompts: int) -> dict:
   """Writes every PNG into ROOT/figures; returns {name: relative path}."""
   folder = os.path.join(root, FIGURES_DIR)
@@ -662,34 +499,35 @@ def write_figures(root: str, results: dict, grid_prompts: int) -> dict:
     path = os.path.join(folder, f"training_{stage}.png")
     if plot_training_curves(root, stage, path):
       figures[f"training_{stage}"] = path
-  figures["accuracy"] = plot_accuracy_curves(
-    results, os.path.join(folder, "accuracy_vs_candidates.png")
-  )
+  judged = results["kind"] == JUDGED
+  if judged:
+    figures["accuracy"] = plot_accuracy_curves(
+      results, os.path.join(folder, "accuracy_vs_candidates.png")
+    )
+  grid = sample_grid if judged else scored_sample_grid
   for split, summary in results["splits"].items():
-    figures[f"samples_{split}"] = sample_grid(
+    figures[f"samples_{split}"] = grid(
       root, split, summary, grid_prompts,
       os.path.join(folder, f"samples_{split}.png"),
     )  # fmt: skip
   return {name: os.path.relpath(p, root) for name, p in figures.items()}
 
 
-def report_markdown(root: str, results: dict, figures: dict) -> str:
-  """The text of report.md."""
-  config = _read_json(os.path.join(root, PIPELINE_FILE), {})
-  evaluation = config.get("evaluation", {})
+def _sampling_settings(evaluation: dict) -> str:
+  return (
+    f"{evaluation.get('num_candidates', '?')} candidates were sampled per "
+    f"prompt (temperature {evaluation.get('temperature', '?')}, seed "
+    f"{evaluation.get('seed', '?')})"
+  )
+
+
+def judged_sections(results: dict, figures: dict, evaluation: dict):
+  """The Shapes evaluation: judged accuracy, by N and by attribute."""
   lines = [
-    "# dalle_jax pipeline report",
-    "",
-    f"Work directory: `{root}` (variant `{config.get('variant', '?')}`). "
-    "Regenerate with `python -m dalle_jax.report --workdir "
-    f"{root}`.",
-    "",
     "## Zero-shot generation, judged",
     "",
     f"Each prompt is a distinct canonical caption of the split; "
-    f"{evaluation.get('num_candidates', '?')} candidates were sampled per "
-    f"prompt (temperature {evaluation.get('temperature', '?')}, seed "
-    f"{evaluation.get('seed', '?')}), scored by CLIP and judged by the "
+    f"{_sampling_settings(evaluation)}, scored by CLIP and judged by the "
     "Shapes judge. *One sample*: share of all candidates judged correct. "
     "*CLIP best of N*: share of prompts whose highest-scored of the first N "
     "candidates is correct. *Any of N*: share with at least one correct "
@@ -717,7 +555,48 @@ def report_markdown(root: str, results: dict, figures: dict) -> str:
   for split in results["splits"]:
     grid = figures[f"samples_{split}"]
     lines += [f"{SPLIT_TITLES[split]}:", "", f"![{split} samples]({grid})", ""]
-  lines += ["## Stages", "", *stage_time_section(root), ""]
+  return lines
+
+
+def scored_sections(results: dict, figures: dict, evaluation: dict):
+  """A folder's evaluation: CLIP scores of the candidates, no judge."""
+  summary = results["splits"][SCORED_SPLIT]
+  return [
+    "## Generation from the validation captions, scored by CLIP",
+    "",
+    "The data set is a folder of captioned images, which has no judge, so "
+    "every figure here is CLIP's own. Each prompt is a distinct caption of "
+    f"the `{SCORED_SPLIT}` split; {_sampling_settings(evaluation)} and "
+    "scored by CLIP (`exp(logit_scale) * cos(image, caption)`, at most "
+    "100). *All candidates*: the mean score without reranking. *Best of "
+    "N*: the mean over prompts of the highest score among the first N "
+    "candidates. CLIP both picks and grades the best, so best of N is at "
+    "least the mean by construction: the gap shows how widely CLIP's "
+    "scores spread over the candidates (what reranking buys by CLIP's own "
+    "measure), not an independent judgement of the images.",
+    "",
+    *scored_headline_section(results),
+    "",
+    "### CLIP score against the number of candidates",
+    "",
+    *scored_curve_section(summary),
+    "",
+    "### Per prompt",
+    "",
+    "Candidates are numbered in sampling order; top scores best first.",
+    "",
+    *scored_prompt_section(summary),
+    "",
+    "### Samples: CLIP's best image per prompt",
+    "",
+    f"![{SCORED_SPLIT} samples]({figures[f'samples_{SCORED_SPLIT}']})",
+    "",
+  ]
+
+
+def stage_sections(root: str, figures: dict) -> list[str]:
+  """Time per step, then each stage's final figures and training curves."""
+  lines = ["## Stages", "", *stage_time_section(root), ""]
   titles = {
     "dvae": "dVAE: hard-code reconstructions",
     "clip": "CLIP: retrieval within evaluation batches",
@@ -732,7 +611,23 @@ def report_markdown(root: str, results: dict, figures: dict) -> str:
     ]
     if f"training_{stage}" in figures:
       lines += [f"![{stage} training]({figures[f'training_{stage}']})", ""]
-  lines += [
+  return lines
+
+
+def report_markdown(root: str, results: dict, figures: dict) -> str:
+  """The text of report.md."""
+  config = _read_json(os.path.join(root, PIPELINE_FILE), {})
+  evaluation = config.get("evaluation", {})
+  sections = judged_sections if results["kind"] == JUDGED else scored_sections
+  lines = [
+    "# dalle_jax pipeline report",
+    "",
+    f"Work directory: `{root}` (variant `{config.get('variant', '?')}`). "
+    "Regenerate with `python -m dalle_jax.report --workdir "
+    f"{root}`.",
+    "",
+    *sections(results, figures, evaluation),
+    *stage_sections(root, figures),
     "## Config",
     "",
     "<details><summary>pipeline.json</summary>",

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from dalle_jax import config as config_lib
-from dalle_jax import pipeline, report, summaries, train
+from dalle_jax import generation_eval, pipeline, report, summaries, train
 
 DEFAULT = os.path.join(
   os.path.dirname(config_lib.__file__), "configs", "default.py"
@@ -220,7 +220,7 @@ def test_accuracy_curve_on_a_hand_made_example():
   # Two prompts, four candidates each.
   correct = np.array([[0, 1, 0, 1], [0, 0, 0, 1]], bool)
   scores = np.array([[0.5, 0.9, 0.1, 0.2], [0.3, 0.8, 0.1, 0.7]])
-  curve = report.accuracy_curve(correct, scores, [1, 2, 4])
+  curve = generation_eval.accuracy_curve(correct, scores, [1, 2, 4])
   # N=1: candidate 0 of each, both wrong. N=2: prompt 0 picks candidate 1
   # (0.9, correct), prompt 1 picks candidate 1 (0.8, wrong). N=4: prompt 0
   # still 1, prompt 1 still 1 (0.8 beats the correct 0.7).
@@ -236,17 +236,17 @@ def test_accuracy_curve_on_a_hand_made_example():
   [(1, [1]), (4, [1, 2, 4]), (5, [1, 2, 4, 5]), (64, [1, 2, 4, 8, 16, 32, 64])],
 )
 def test_candidate_counts(count, expected):
-  assert report.candidate_counts(count) == expected
+  assert generation_eval.candidate_counts(count) == expected
 
 
 def test_attribute_accuracy_counts_only_stated_attributes():
-  n = report.NOT_STATED
-  a = report.ATTRIBUTES.index
-  holds = np.full((2, 2, len(report.ATTRIBUTES)), n, np.int8)
+  n = generation_eval.NOT_STATED
+  a = generation_eval.ATTRIBUTES.index
+  holds = np.full((2, 2, len(generation_eval.ATTRIBUTES)), n, np.int8)
   holds[:, :, a("count")] = [[1, 1], [1, 0]]
   holds[:, :, a("colour")] = [[0, 1], [1, 1]]
   holds[1, :, a("relation")] = [0, 1]  # only prompt 1 states a relation
-  table = report.attribute_accuracy(holds, best=np.array([1, 0]))
+  table = generation_eval.attribute_accuracy(holds, best=np.array([1, 0]))
   assert table["count"] == {"stated": 2, "single_sample": 0.75, "reranked": 1}
   assert table["colour"] == {"stated": 2, "single_sample": 0.75, "reranked": 1}
   assert table["relation"] == {
@@ -263,9 +263,9 @@ def test_attribute_accuracy_counts_only_stated_attributes():
 
 def test_evaluation_captions_are_distinct_and_too_few_is_an_error():
   source = [{"canonical_caption": c} for c in (b"a", b"b", b"a", b"c")]
-  assert report.evaluation_captions(source, 3) == ["a", "b", "c"]
+  assert generation_eval.evaluation_captions(source, 3) == ["a", "b", "c"]
   with pytest.raises(ValueError, match="has 3 distinct canonical captions"):
-    report.evaluation_captions(source, 4)
+    generation_eval.evaluation_captions(source, 4)
 
 
 def test_plan_and_config_differences():
@@ -378,7 +378,7 @@ def test_train_command_line_reads_the_default_config():
   [
     (
       {"data.name": "folder", "data.folder": "/photos"},
-      "needs data.name='shapes'",
+      "is not a directory",
     ),
     ({"transformer.dvae.workdir": "/elsewhere"}, "trains the transformer on"),
     ({"evaluation.splits": ("train",)}, "use one or more of"),

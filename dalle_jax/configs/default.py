@@ -25,6 +25,20 @@ Expected output: ROOT/report.md with the judged accuracy on `zero_shot`
 CLIP-reranked candidates, by attribute, plus training curves and sample
 grids (see `dalle_jax/report.py`); `python -m dalle_jax.report --workdir
 ROOT` rewrites it from a finished ROOT.
+
+Your own captioned images (image files with same-name .txt captions, or a
+captions.tsv; see `dalle_jax/data/folder.py`) run through the same steps:
+  python -m dalle_jax.train --config dalle_jax/configs/default.py \
+    --workdir runs/mine --config.data.name=folder \
+    --config.data.folder=/path/to/images
+There is no judge for them, so the evaluation samples candidates for the
+first distinct captions of the folder's validation split (about 2% of the
+images) and the report shows CLIP's scores: each prompt's best images and
+scores, and the mean score of the best of N against all candidates. Each
+stage evaluates `train.eval_batches` x `data.eval_batch_size` validation
+examples, so a small folder needs those lowered, e.g.
+`--config.dvae.train.eval_batches=1 --config.dvae.data.eval_batch_size=8`
+(and the same for clip and transformer); the pipeline names them.
 """
 
 from ml_collections import ConfigDict, FieldReference
@@ -103,11 +117,13 @@ def get_config(arg: str | None = None):
   _share_fields(config)
 
   config.evaluation = ConfigDict()
-  # The first distinct canonical captions of each split.
+  # The first distinct canonical captions of each split. Shapes only: a
+  # folder is evaluated on the distinct captions of its validation split.
   config.evaluation.splits = ("zero_shot", "validation")
-  config.evaluation.num_prompts = 64
-  # Images sampled per prompt; accuracy is reported for the best of the
-  # first N by CLIP score, N = 1, 2, 4, ... up to this.
+  config.evaluation.num_prompts = 64  # a folder may have fewer: all it has
+  # Images sampled per prompt; accuracy (CLIP score on a folder) is
+  # reported for the best of the first N by CLIP score, N = 1, 2, 4, ...
+  # up to this.
   config.evaluation.num_candidates = 64
   config.evaluation.temperature = 1.0
   config.evaluation.top_k = 0  # 0: no top-k filter
