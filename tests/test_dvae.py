@@ -12,7 +12,7 @@ import pytest
 from jax.sharding import Mesh, PartitionSpec
 
 from dalle_jax import losses, sharding
-from dalle_jax.models.dvae import DVAE, DVAEConfig
+from dalle_jax.models.dvae import DVAE, DVAEConfig, PointwiseConv
 
 # 64 px with the released model's 4 groups: an 8x8 code grid. One block per
 # group keeps compile times short; test_weights covers two.
@@ -272,3 +272,25 @@ def test_loss_decreases_on_a_fixed_batch(variables):
     history.append(float(loss))
   assert np.all(np.isfinite(history))
   assert np.mean(history[-3:]) < 0.8 * np.mean(history[:3])
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_pointwise_conv_equals_a_1x1_flax_conv(dtype):
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 5, 5, 6)))
+  init = nn.initializers.normal(1.0)
+  pointwise = PointwiseConv(4, dtype, kernel_init=init, bias_init=init)
+  params = pointwise.init(jax.random.key(0), x)
+  reference = nn.Conv(4, (1, 1), dtype=dtype, param_dtype=jnp.float32)
+  # Same parameter names and shapes, so the reference runs on them as is.
+  assert jax.tree.map(jnp.shape, params) == jax.tree.map(
+    jnp.shape, reference.init(jax.random.key(1), x)
+  )
+  ours, theirs = pointwise.apply(params, x), reference.apply(params, x)
+  assert ours.dtype == theirs.dtype == dtype
+  tolerance = 1e-6 if dtype == jnp.float32 else 2e-2
+  np.testing.assert_allclose(
+    np.asarray(ours, np.float32),
+    np.asarray(theirs, np.float32),
+    rtol=tolerance,
+    atol=tolerance,
+  )
