@@ -2,6 +2,7 @@
 
 import dataclasses
 import functools
+import os
 
 import flax.linen as nn
 import jax
@@ -11,8 +12,10 @@ import optax
 import pytest
 from jax.sharding import Mesh, PartitionSpec
 
+from dalle_jax import config as config_lib
 from dalle_jax import losses, sharding
 from dalle_jax.models.dvae import DVAE, DVAEConfig, PointwiseConv
+from dalle_jax.tasks import dvae as dvae_task
 
 # 64 px with the released model's 4 groups: an 8x8 code grid. One block per
 # group keeps compile times short; test_weights covers two.
@@ -20,6 +23,9 @@ TINY = DVAEConfig(
   image_size=64, n_hid=16, n_blk_per_group=1, vocab_size=64, n_init=16
 )
 BATCH = 2
+DVAE_CONFIG = os.path.join(
+  os.path.dirname(config_lib.__file__), "configs", "dvae.py"
+)
 
 
 def _images(seed=0, batch=BATCH, size=64):
@@ -294,3 +300,27 @@ def test_pointwise_conv_equals_a_1x1_flax_conv(dtype):
     rtol=tolerance,
     atol=tolerance,
   )
+
+
+@pytest.mark.parametrize("num_steps", [40, 400])
+def test_schedules_scale_with_an_overridden_run_length(num_steps):
+  config = config_lib.load_config(
+    f"{DVAE_CONFIG}:variant=shapes64", {"train.num_steps": num_steps}
+  )
+  schedule = config.dvae_schedule
+  temperature = dvae_task.temperature_schedule(schedule, num_steps)
+  kl_weight = dvae_task.kl_weight_schedule(schedule, num_steps)
+  half, ramp = num_steps // 2, num_steps // 20
+  # Temperature reaches its end value at half the run, not before.
+  assert float(temperature(half - 1)) > schedule.temperature_end
+  np.testing.assert_allclose(float(temperature(half)), schedule.temperature_end)
+  # The KL weight ramps from 0 over the first 5% of the run.
+  assert float(kl_weight(0)) == 0.0
+  assert float(kl_weight(ramp - 1)) < schedule.kl_weight
+  np.testing.assert_allclose(float(kl_weight(ramp)), schedule.kl_weight)
+
+
+def test_paper_schedules_keep_their_step_counts():
+  config = config_lib.load_config(f"{DVAE_CONFIG}:variant=paper")
+  steps = dvae_task.schedule_steps(config.dvae_schedule, 1_000)
+  assert steps == (150_000, 5_000)

@@ -36,19 +36,34 @@ def model_config(config: ConfigDict) -> DVAEConfig:
   return dvae_config
 
 
-def temperature_schedule(schedule: ConfigDict) -> optax.Schedule:
+def schedule_steps(schedule: ConfigDict, num_steps: int) -> tuple[int, int]:
+  """`(temperature_steps, kl_warmup_steps)`, resolving 0 from the run length.
+
+  0 means "scaled to the run": the temperature anneals over the first half
+  of `num_steps` and the KL weight ramps over the first 5%, so a run
+  shortened on the command line keeps the same shape of schedule.
+  """
+  temperature_steps = schedule.temperature_steps or num_steps // 2
+  kl_warmup_steps = schedule.kl_warmup_steps or num_steps // 20
+  return max(temperature_steps, 1), max(kl_warmup_steps, 1)
+
+
+def temperature_schedule(
+  schedule: ConfigDict, num_steps: int
+) -> optax.Schedule:
   """Cosine decay of the Gumbel-softmax temperature, e.g. 1 -> 1/16."""
   return optax.cosine_decay_schedule(
     init_value=schedule.temperature_start,
-    decay_steps=max(schedule.temperature_steps, 1),
+    decay_steps=schedule_steps(schedule, num_steps)[0],
     alpha=schedule.temperature_end / schedule.temperature_start,
   )
 
 
-def kl_weight_schedule(schedule: ConfigDict) -> optax.Schedule:
+def kl_weight_schedule(schedule: ConfigDict, num_steps: int) -> optax.Schedule:
   """Cosine ramp of the KL weight from 0 to `kl_weight`, then constant."""
   decay = optax.cosine_decay_schedule(
-    init_value=schedule.kl_weight, decay_steps=max(schedule.kl_warmup_steps, 1)
+    init_value=schedule.kl_weight,
+    decay_steps=schedule_steps(schedule, num_steps)[1],
   )
   return lambda step: schedule.kl_weight - decay(step)
 
@@ -81,8 +96,9 @@ def make_task(config: ConfigDict) -> Task:
   dvae_config = model_config(config)
   model = DVAE(dvae_config)
   tx, learning_rate = optim.make_optimizer(config.optim, config.train.num_steps)
-  temperature = temperature_schedule(config.dvae_schedule)
-  kl_weight = kl_weight_schedule(config.dvae_schedule)
+  num_steps = config.train.num_steps
+  temperature = temperature_schedule(config.dvae_schedule, num_steps)
+  kl_weight = kl_weight_schedule(config.dvae_schedule, num_steps)
   size = config.data.image_size
 
   def init(rng: jax.Array) -> TrainState:
