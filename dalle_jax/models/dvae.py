@@ -174,33 +174,23 @@ def _conv(
   (fan_in = in_channels * kernel_size**2); biases start at zero. 1x1 convs
   are `PointwiseConv` (a matmul, faster on CPU), the others `nn.Conv`.
   """
-  kernel_init = nn.initializers.variance_scaling(1.0, "fan_in", "normal")
+  kernel_init = nn.with_logical_partitioning(
+    nn.initializers.variance_scaling(1.0, "fan_in", "normal"),
+    (sharding.KERNEL_HEIGHT, sharding.KERNEL_WIDTH, in_axis, out_axis),
+  )
+  bias_init = nn.with_logical_partitioning(
+    nn.initializers.zeros_init(), (out_axis,)
+  )
   if kernel_size == 1:
-    return PointwiseConv(
-      features,
-      dtype,
-      kernel_init=nn.with_logical_partitioning(
-        kernel_init,
-        (sharding.KERNEL_HEIGHT, sharding.KERNEL_WIDTH, in_axis, out_axis),
-      ),
-      bias_init=nn.with_logical_partitioning(
-        nn.initializers.zeros_init(), (out_axis,)
-      ),
-      name=name,
-    )
+    return PointwiseConv(features, dtype, kernel_init, bias_init, name=name)
   return nn.Conv(
     features,
     (kernel_size, kernel_size),
     padding="SAME",
     dtype=dtype,
     param_dtype=jnp.float32,
-    kernel_init=nn.with_logical_partitioning(
-      kernel_init,
-      (sharding.KERNEL_HEIGHT, sharding.KERNEL_WIDTH, in_axis, out_axis),
-    ),
-    bias_init=nn.with_logical_partitioning(
-      nn.initializers.zeros_init(), (out_axis,)
-    ),
+    kernel_init=kernel_init,
+    bias_init=bias_init,
     name=name,
   )
 
