@@ -251,14 +251,11 @@ def first_distinct_captions(
     field: the caption field (Shapes: `canonical_caption`).
   """
   captions: list[str] = []
-  for start in range(0, len(source), 256):
-    indices = range(start, min(start + 256, len(source)))
-    for example in data_pipeline.read_examples(source, indices):
-      caption = data_pipeline.caption_text(example, field)
-      if caption not in captions:
-        captions.append(caption)
-      if len(captions) == count:
-        return captions
+  for caption in data_pipeline.all_captions(source, chunk=256, field=field):
+    if caption not in captions:
+      captions.append(caption)
+    if len(captions) == count:
+      break
   return captions
 
 

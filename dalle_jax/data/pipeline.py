@@ -108,11 +108,17 @@ def read_examples(source: Sequence[dict], indices: Sequence[int]) -> list[dict]:
   return [source[i] for i in indices]
 
 
-def all_captions(source: Sequence[dict], chunk: int = 4096) -> Iterator[str]:
-  """Every caption of a split, in order."""
+def all_captions(
+  source: Sequence[dict], chunk: int = 4096, field: str = "caption"
+) -> Iterator[str]:
+  """Every caption (record field `field`) of a split, in order.
+
+  Records are read `chunk` at a time, so a consumer that stops early reads
+  at most one chunk more than it used.
+  """
   for start in range(0, len(source), chunk):
     indices = range(start, min(start + chunk, len(source)))
-    yield from (caption_text(r) for r in read_examples(source, indices))
+    yield from (caption_text(r, field) for r in read_examples(source, indices))
 
 
 def ensure_tokenizer(

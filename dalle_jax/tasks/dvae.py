@@ -95,8 +95,8 @@ def make_task(config: ConfigDict) -> Task:
   """Builds the dVAE task from the run config."""
   dvae_config = model_config(config)
   model = DVAE(dvae_config)
-  tx, learning_rate = optim.make_optimizer(config.optim, config.train.num_steps)
   num_steps = config.train.num_steps
+  tx, learning_rate = optim.make_optimizer(config.optim, num_steps)
   temperature = temperature_schedule(config.dvae_schedule, num_steps)
   kl_weight = kl_weight_schedule(config.dvae_schedule, num_steps)
   size = config.data.image_size
