@@ -15,6 +15,30 @@ from dalle_jax.data import judge
 from dalle_jax.data.pipeline import caption_text, read_examples
 
 ImageFn = Callable[[np.ndarray], np.ndarray]
+ATTRIBUTES = judge.ATTRIBUTES
+# verdicts[..., a]: the judge's verdict on attribute a (1 holds, 0 fails),
+# or NOT_STATED where the caption does not state it.
+NOT_STATED = -1
+
+
+def judge_verdicts(captions: Sequence[str], images: np.ndarray) -> np.ndarray:
+  """Judges `[N, S, S, 3] uint8` images against their captions.
+
+  Returns:
+    `[N, A] int8` verdicts, one column per `ATTRIBUTES` entry: 1 where the
+    stated attribute holds, 0 where it fails, NOT_STATED where the caption
+    does not state it.
+  """
+  if len(captions) != len(images):
+    raise ValueError(
+      f"{len(captions)} captions for {len(images)} images; judge one "
+      "caption per image."
+    )
+  verdicts = np.full((len(images), len(ATTRIBUTES)), NOT_STATED, np.int8)
+  for n, (caption, image) in enumerate(zip(captions, images, strict=True)):
+    for attribute, holds in judge.judge(caption, image).items():
+      verdicts[n, ATTRIBUTES.index(attribute)] = int(holds)
+  return verdicts
 
 
 def judge_images(captions: Sequence[str], images: np.ndarray) -> dict:
@@ -24,16 +48,13 @@ def judge_images(captions: Sequence[str], images: np.ndarray) -> dict:
     `judged_correct` (share of images where every stated attribute holds)
     and `wrong_<attribute>` (share of images where that attribute fails).
   """
-  failures = dict.fromkeys(judge.ATTRIBUTES, 0)
-  correct = 0
-  for caption, image in zip(captions, images, strict=True):
-    verdict = judge.judge(caption, image)
-    correct += all(verdict.values())
-    for attribute, holds in verdict.items():
-      failures[attribute] += not holds
-  count = max(len(captions), 1)
-  metrics = {"judged_correct": correct / count}
-  metrics.update({f"wrong_{k}": v / count for k, v in failures.items()})
+  verdicts = judge_verdicts(captions, images)
+  count = max(len(verdicts), 1)
+  metrics = {
+    "judged_correct": float(np.all(verdicts != 0, axis=-1).sum() / count)
+  }
+  for a, attribute in enumerate(ATTRIBUTES):
+    metrics[f"wrong_{attribute}"] = float((verdicts[:, a] == 0).sum() / count)
   return metrics
 
 

@@ -47,13 +47,15 @@ from ml_collections import ConfigDict
 
 from dalle_jax import checkpoint
 from dalle_jax import config as config_lib
-from dalle_jax.data import judge
 from dalle_jax.data import pipeline as data_pipeline
+
+# Imported by name: this module's own `evaluate` function would shadow the
+# module.
+from dalle_jax.evaluate import ATTRIBUTES, NOT_STATED, judge_verdicts
 
 logger = logging.getLogger(__name__)
 
 SPLITS = ("zero_shot", "validation")
-ATTRIBUTES = judge.ATTRIBUTES
 # results.json `kind`: what the evaluation could measure on the data set.
 JUDGED, CLIP_SCORES = "judged", "clip_scores"
 EVALUATION_KINDS = {"shapes": JUDGED, "folder": CLIP_SCORES}
@@ -63,8 +65,6 @@ SCORED_SPLIT = "validation"
 TOP_IMAGES = 4
 EVALUATION_DIR = "evaluation"
 RESULTS_FILE = "results.json"
-# holds[p, c, a]: the judge's verdict on attribute a, or NOT_STATED.
-NOT_STATED = -1
 # The command that makes a work directory's evaluation, for error messages.
 TRAIN_COMMAND = (
   "python -m dalle_jax.train --config dalle_jax/configs/default.py "
@@ -127,12 +127,12 @@ def judge_candidates(
     1 where the attribute the caption states holds, 0 where it fails,
     NOT_STATED where the caption does not state it.
   """
-  holds = np.full(samples.shape[:2] + (len(ATTRIBUTES),), NOT_STATED, np.int8)
-  for p, caption in enumerate(captions):
-    for c, image in enumerate(samples[p]):
-      for attribute, ok in judge.judge(caption, image).items():
-        holds[p, c, ATTRIBUTES.index(attribute)] = int(ok)
-  return holds
+  prompts, candidates = samples.shape[:2]
+  flat = judge_verdicts(
+    np.repeat(np.asarray(captions, dtype=object), candidates),
+    samples.reshape((prompts * candidates,) + samples.shape[2:]),
+  )
+  return flat.reshape(prompts, candidates, len(ATTRIBUTES))
 
 
 def correct_from_holds(holds: np.ndarray) -> np.ndarray:

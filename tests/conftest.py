@@ -12,8 +12,33 @@ os.environ["XLA_FLAGS"] = (
 ).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+import shutil  # noqa: E402
+
 import jax  # noqa: E402
+import pytest  # noqa: E402
 
 # Tests compile many tiny programs once each; XLA's optimisation passes cost
 # more time than they save here (as in flax's own example tests).
 jax.config.update("jax_disable_most_optimizations", True)
+
+
+@pytest.fixture
+def regenerate_report(tmp_path):
+  """Runs the report command on a copy of a finished work directory.
+
+  The copy loses its report.md and figures first, so everything the
+  command returns was written by it. Returns `regenerate(root) -> (copy's
+  root, report.md's text)`.
+  """
+  from dalle_jax import report
+
+  def regenerate(source_root: str) -> tuple[str, str]:
+    root = str(tmp_path / "copy")
+    shutil.copytree(source_root, root)
+    shutil.rmtree(os.path.join(root, "figures"))
+    os.remove(os.path.join(root, "report.md"))
+    assert report.main(["--workdir", root]) == 0
+    with open(os.path.join(root, "report.md")) as handle:
+      return root, handle.read()
+
+  return regenerate

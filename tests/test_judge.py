@@ -288,3 +288,34 @@ def test_bad_images_are_rejected():
     judge.describe(np.zeros((32, 32), np.uint8))
   with pytest.raises(ValueError, match="square image, got 32x48"):
     judge.describe(np.zeros((32, 48, 3), np.uint8))
+
+
+def test_verdict_arrays_and_their_summary_agree_with_the_judge():
+  from dalle_jax import evaluate
+
+  found = examples("validation", 64, 12)
+  images = np.stack([example["image"] for example in found])
+  captions = [example["canonical_caption"] for example in found]
+  # Every other caption names a wrong colour: those fail on colour only.
+  edited = [
+    wrong_colour(caption)[0] if n % 2 else caption
+    for n, caption in enumerate(captions)
+  ]
+  verdicts = evaluate.judge_verdicts(edited, images)
+  colour = evaluate.ATTRIBUTES.index("colour")
+  for n, caption in enumerate(edited):
+    expected = judge.judge(caption, images[n])
+    for a, attribute in enumerate(evaluate.ATTRIBUTES):
+      if attribute in expected:
+        assert verdicts[n, a] == int(expected[attribute])
+      else:
+        assert verdicts[n, a] == evaluate.NOT_STATED
+    assert verdicts[n, colour] == (0 if n % 2 else 1)
+
+  metrics = evaluate.judge_images(edited, images)
+  assert metrics["judged_correct"] == pytest.approx(0.5)
+  assert metrics["wrong_colour"] == pytest.approx(0.5)
+  assert metrics["wrong_shape"] == 0.0
+
+  with pytest.raises(ValueError, match="12 captions for 11 images"):
+    evaluate.judge_verdicts(edited, images[:11])

@@ -9,7 +9,6 @@ train again). Each test checks one part of what those runs left.
 
 import json
 import os
-import shutil
 import time
 
 import numpy as np
@@ -18,6 +17,7 @@ from PIL import Image
 
 from dalle_jax import config as config_lib
 from dalle_jax import generation_eval, pipeline, report, summaries, train
+from dalle_jax.generator import Generator
 
 DEFAULT = os.path.join(
   os.path.dirname(config_lib.__file__), "configs", "default.py"
@@ -192,14 +192,9 @@ def test_changed_transformer_config_retrains_only_the_transformer(runs):
   assert "optim.lr: 0.003 -> 0.001" in reason[3]["reason"]
 
 
-def test_report_command_regenerates_the_report(runs, tmp_path):
-  root = str(tmp_path / "copy")
-  shutil.copytree(runs["root"], root)
-  shutil.rmtree(os.path.join(root, "figures"))
-  os.remove(os.path.join(root, "report.md"))
-  assert report.main(["--workdir", root]) == 0
-  with open(os.path.join(root, "report.md")) as handle:
-    assert "### By attribute" in handle.read()
+def test_report_command_regenerates_the_report(runs, regenerate_report):
+  root, text = regenerate_report(runs["root"])
+  assert "### By attribute" in text
   assert len(os.listdir(os.path.join(root, "figures"))) == 6
 
 
@@ -391,3 +386,51 @@ def test_invalid_pipeline_config_is_refused(tmp_path, overrides, message):
   config = config_lib.load_config(f"{DEFAULT}:variant=tiny", overrides)
   with pytest.raises(ValueError, match=message):
     pipeline.validate(config, str(tmp_path))
+
+
+def test_rerank_scorers_experiment_on_the_saved_candidates(runs, capsys):
+  from experiments import rerank_scorers
+
+  root = runs["root"]
+  generator = Generator.from_workdir(root)
+  path = os.path.join(root, "evaluation", "zero_shot.npz")
+  saved = np.load(path)
+  captions = [str(c) for c in saved["captions"]]
+  # The likelihoods of the saved codes equal what the Generator reports when
+  # it samples the same candidates (same seed) and scores them itself.
+  own = generator(
+    captions, num_candidates=4, keep=4, seed=0, rerank=False,
+    scorer="likelihood",
+  )  # fmt: skip
+  np.testing.assert_array_equal(own.tokens, saved["tokens"])
+  likelihood = rerank_scorers.likelihood_scores(
+    generator, captions, saved["tokens"], chunk_size=3
+  )
+  np.testing.assert_allclose(likelihood, own.scores, rtol=1e-5, atol=1e-4)
+
+  result = rerank_scorers.compare_split(generator, path, chunk_size=4)
+  with open(os.path.join(root, "evaluation", "results.json")) as handle:
+    curve = json.load(handle)["splits"]["zero_shot"]["curve"]
+  assert result["reranked"]["clip"] == pytest.approx(curve["reranked"])
+  assert result["single_sample"] == pytest.approx(curve["single_sample"])
+  correct = generation_eval.correct_from_holds(saved["holds"])
+  gain = correct[np.arange(4), np.argmax(likelihood, axis=1)] - correct.mean(1)
+  assert result["gain"]["likelihood"][0] == pytest.approx(gain.mean())
+
+  assert rerank_scorers.main(["--workdir", root, "--chunk_size", "4"]) == 0
+  printed = capsys.readouterr().out
+  assert "zero_shot: 4 prompts" in printed and "validation" in printed
+
+
+def test_rerank_scorers_standardises_each_prompt():
+  from experiments import rerank_scorers
+
+  scores = np.array([[1.0, 2.0, 3.0], [5.0, 5.0, 5.0]])
+  out = rerank_scorers.standardised(scores)
+  np.testing.assert_allclose(out[0], [-1.2247449, 0.0, 1.2247449], rtol=1e-6)
+  np.testing.assert_array_equal(out[1], [0.0, 0.0, 0.0])
+  correct = np.array([[False, False, True], [True, False, False]])
+  mean, error = rerank_scorers.reranking_gain(correct, scores)
+  # Prompt 0: best (index 2) correct, 1/3 of candidates: +2/3; prompt 1:
+  # a tie goes to index 0, correct, 1/3: +2/3.
+  assert mean == pytest.approx(2 / 3) and error == pytest.approx(0.0)

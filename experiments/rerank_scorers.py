@@ -1,0 +1,149 @@
+"""Which scorer reranks best? CLIP, the transformer's likelihood, or both.
+
+Reads a finished pipeline's evaluation (`evaluation/<split>.npz`: the judged
+candidates in sampling order with their CLIP scores), scores the same
+candidates' image codes with the transformer's log-likelihood, and prints,
+per split and scorer, the share of prompts whose best-scored of the first N
+candidates the judge found correct, next to the single-sample accuracy and
+a perfect reranker (any of N correct).
+
+"How much does reranking help" is a paired question: per prompt, the best
+candidate's correctness minus the mean correctness of all its candidates.
+The script prints that gain's mean over prompts with its standard error, so
+"clearly above" can be read against the noise of 64 prompts.
+
+  python -m experiments.rerank_scorers --workdir runs/default
+
+Scorers:
+  clip        CLIP's image-text similarity (the paper's reranker; the
+              evaluation's own scores).
+  likelihood  log p(codes | caption) under the transformer (nats).
+  both        per prompt, each scorer standardised over the prompt's
+              candidates (zero mean, unit variance), then summed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+from dalle_jax import generation_eval, rerank
+from dalle_jax.generator import Generator
+
+
+def standardised(scores: np.ndarray) -> np.ndarray:
+  """[P, C] -> [P, C]: zero mean, unit variance within each prompt's row."""
+  centred = scores - scores.mean(axis=1, keepdims=True)
+  spread = centred.std(axis=1, keepdims=True)
+  return centred / np.where(spread > 0, spread, 1.0)
+
+
+def reranking_gain(correct: np.ndarray, scores: np.ndarray) -> tuple:
+  """Per-prompt gain of the best of all C over a single sample.
+
+  Args:
+    correct: [P, C] bool judge verdicts.
+    scores: [P, C] float, higher is better.
+
+  Returns:
+    (mean gain, its standard error over the P prompts), as fractions.
+  """
+  best = generation_eval.best_of_first(scores, scores.shape[1])
+  gain = correct[np.arange(len(correct)), best] - correct.mean(axis=1)
+  return float(gain.mean()), float(gain.std(ddof=1) / np.sqrt(len(gain)))
+
+
+def likelihood_scores(generator, captions, tokens, chunk_size):
+  """[P, C, W, W] codes -> [P, C] log p(codes | caption) in nats."""
+  prompts, candidates = tokens.shape[:2]
+  flat = rerank.score(
+    generator.scorers[rerank.LIKELIHOOD],
+    [caption for caption in captions for _ in range(candidates)],
+    codes=tokens.reshape(prompts * candidates, -1),
+    chunk_size=chunk_size,
+  )
+  return flat.reshape(prompts, candidates)
+
+
+def compare_split(generator, path: str, chunk_size: int) -> dict:
+  with np.load(path) as saved:
+    captions = [str(caption) for caption in saved["captions"]]
+    tokens, clip_scores, holds = (
+      saved["tokens"],
+      saved["scores"],
+      saved["holds"],
+    )
+  correct = generation_eval.correct_from_holds(holds)
+  likelihood = likelihood_scores(generator, captions, tokens, chunk_size)
+  scorers = {
+    "clip": clip_scores,
+    "likelihood": likelihood,
+    "both": standardised(clip_scores) + standardised(likelihood),
+  }
+  counts = generation_eval.candidate_counts(correct.shape[1])
+  return {
+    "prompts": len(captions),
+    "counts": counts,
+    "single_sample": float(correct.mean()),
+    "any_correct": generation_eval.accuracy_curve(correct, clip_scores, counts)[
+      "any_correct"
+    ],
+    "reranked": {
+      name: generation_eval.accuracy_curve(correct, scores, counts)["reranked"]
+      for name, scores in scorers.items()
+    },
+    "gain": {
+      name: reranking_gain(correct, scores) for name, scores in scorers.items()
+    },
+  }
+
+
+def print_split(split: str, result: dict) -> None:
+  percent = lambda value: f"{100 * value:5.1f}%"  # noqa: E731
+  names = list(result["reranked"])
+  print(
+    f"\n{split}: {result['prompts']} prompts, one sample"
+    f" {percent(result['single_sample'])}"
+  )
+  print("    N " + "".join(f"{name:>12}" for name in names) + "    any of N")
+  for i, count in enumerate(result["counts"]):
+    row = "".join(f"{percent(result['reranked'][n][i]):>12}" for n in names)
+    print(f"{count:5d} {row}      {percent(result['any_correct'][i])}")
+  for name in names:
+    mean, error = result["gain"][name]
+    print(
+      f"  {name}: best of {result['counts'][-1]} minus one sample"
+      f" {100 * mean:+.1f} +- {100 * error:.1f} points (standard error)"
+    )
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--workdir", required=True)
+  parser.add_argument("--chunk_size", type=int, default=64)
+  args = parser.parse_args(argv)
+  directory = os.path.join(args.workdir, generation_eval.EVALUATION_DIR)
+  splits = [
+    split
+    for split in generation_eval.SPLITS
+    if os.path.isfile(os.path.join(directory, f"{split}.npz"))
+  ]
+  if not splits:
+    print(
+      f"No judged evaluation in {directory}; train and evaluate first: "
+      + generation_eval.TRAIN_COMMAND.format(root=args.workdir),
+      file=sys.stderr,
+    )
+    return 1
+  generator = Generator.from_workdir(args.workdir)
+  for split in splits:
+    path = os.path.join(directory, f"{split}.npz")
+    print_split(split, compare_split(generator, path, args.chunk_size))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
