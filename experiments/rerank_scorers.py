@@ -84,17 +84,17 @@ def compare_split(generator, path: str, chunk_size: int) -> dict:
     "both": standardised(clip_scores) + standardised(likelihood),
   }
   counts = generation_eval.candidate_counts(correct.shape[1])
+  curves = {
+    name: generation_eval.accuracy_curve(correct, scores, counts)
+    for name, scores in scorers.items()
+  }
+  # Single-sample accuracy and "any of N" do not depend on the scorer.
   return {
     "prompts": len(captions),
     "counts": counts,
-    "single_sample": float(correct.mean()),
-    "any_correct": generation_eval.accuracy_curve(correct, clip_scores, counts)[
-      "any_correct"
-    ],
-    "reranked": {
-      name: generation_eval.accuracy_curve(correct, scores, counts)["reranked"]
-      for name, scores in scorers.items()
-    },
+    "single_sample": curves["clip"]["single_sample"],
+    "any_correct": curves["clip"]["any_correct"],
+    "reranked": {name: curve["reranked"] for name, curve in curves.items()},
     "gain": {
       name: reranking_gain(correct, scores) for name, scores in scorers.items()
     },
