@@ -310,14 +310,27 @@ def test_schedules_scale_with_an_overridden_run_length(num_steps):
   schedule = config.dvae_schedule
   temperature = dvae_task.temperature_schedule(schedule, num_steps)
   kl_weight = dvae_task.kl_weight_schedule(schedule, num_steps)
-  half, ramp = num_steps // 2, num_steps // 20
-  # Temperature reaches its end value at half the run, not before.
-  assert float(temperature(half - 1)) > schedule.temperature_end
-  np.testing.assert_allclose(float(temperature(half)), schedule.temperature_end)
+  anneal = int(num_steps * schedule.temperature_fraction)
+  ramp = num_steps // 20
+  # Temperature reaches its end value at the configured share of the run.
+  assert float(temperature(anneal - 1)) > schedule.temperature_end
+  np.testing.assert_allclose(
+    float(temperature(anneal)), schedule.temperature_end
+  )
   # The KL weight ramps from 0 over the first 5% of the run.
   assert float(kl_weight(0)) == 0.0
   assert float(kl_weight(ramp - 1)) < schedule.kl_weight
   np.testing.assert_allclose(float(kl_weight(ramp)), schedule.kl_weight)
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.5])
+def test_temperature_fraction_outside_the_run_is_refused(fraction):
+  config = config_lib.load_config(
+    f"{DVAE_CONFIG}:variant=shapes64",
+    {"dvae_schedule.temperature_fraction": fraction},
+  )
+  with pytest.raises(ValueError, match="temperature_fraction"):
+    dvae_task.schedule_steps(config.dvae_schedule, 1_000)
 
 
 def test_paper_schedules_keep_their_step_counts():

@@ -39,11 +39,22 @@ def model_config(config: ConfigDict) -> DVAEConfig:
 def schedule_steps(schedule: ConfigDict, num_steps: int) -> tuple[int, int]:
   """`(temperature_steps, kl_warmup_steps)`, resolving 0 from the run length.
 
-  0 means "scaled to the run": the temperature anneals over the first half
-  of `num_steps` and the KL weight ramps over the first 5%, so a run
-  shortened on the command line keeps the same shape of schedule.
+  0 means "scaled to the run": the temperature anneals over the first
+  `temperature_fraction` of `num_steps` (half when the config predates the
+  field) and the KL weight ramps over the first 5%, so a run shortened on
+  the command line keeps the same shape of schedule.
+
+  Raises:
+    ValueError: if `temperature_fraction` is outside (0, 1].
   """
-  temperature_steps = schedule.temperature_steps or num_steps // 2
+  fraction = schedule.get("temperature_fraction", 0.5)
+  if not 0.0 < fraction <= 1.0:
+    raise ValueError(
+      f"dvae_schedule.temperature_fraction={fraction!r} must be in (0, 1]: "
+      "the share of the run over which the temperature anneals (1.0: the "
+      "whole run)."
+    )
+  temperature_steps = schedule.temperature_steps or int(num_steps * fraction)
   kl_warmup_steps = schedule.kl_warmup_steps or num_steps // 20
   return max(temperature_steps, 1), max(kl_warmup_steps, 1)
 
