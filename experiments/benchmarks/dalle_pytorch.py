@@ -103,13 +103,17 @@ import numpy as np
 import optax
 import torch
 
-from dalle_jax import losses, sampling
+from dalle_jax import sampling
 from dalle_jax.configs import transformer as transformer_configs
 from dalle_jax.models import transformer
 from dalle_jax.models.masks import layer_mask_kinds
 from dalle_jax.models.transformer import Transformer, TransformerConfig
 from dalle_jax.tasks.transformer import model_config
-from experiments.benchmarks.sampling import random_params
+from experiments.benchmarks.sampling import (
+  prior_loss,
+  random_inputs,
+  random_params,
+)
 
 TORCH_ATTENTION = ("matched", "full")
 # dalle-pytorch's names for our mask kinds (masks.MASK_KINDS).
@@ -383,17 +387,6 @@ def equivalent_top_k(config: TransformerConfig, filter_thres: float):
   return None if k >= config.image_vocab_size else k
 
 
-def random_inputs(config: TransformerConfig, batch: int, seed: int = 0):
-  """([B, L], [B, N]) int32 text ids (never pad 0) and image codes."""
-  rng = np.random.default_rng(seed)
-  bpe_vocab = config.text_vocab_size - config.text_length
-  text = rng.integers(1, bpe_vocab, (batch, config.text_length))
-  codes = rng.integers(
-    0, config.image_vocab_size, (batch, config.num_image_tokens)
-  )
-  return text.astype(np.int32), codes.astype(np.int32)
-
-
 def jax_train_step(config: TransformerConfig, text, codes):
   """A no-argument call that runs one donated, jitted AdamW step.
 
@@ -405,17 +398,8 @@ def jax_train_step(config: TransformerConfig, text, codes):
   Returns:
     run(): one step on the same batch; returns its outputs, ready.
   """
-  model = Transformer(config)
+  loss_fn = prior_loss(Transformer(config))
   optimizer = optax.adamw(**ADAMW)
-
-  def loss_fn(params, text_tokens, image_codes):
-    text_logits, image_logits = model.apply(
-      {"params": params}, text_tokens, image_codes
-    )
-    loss, _ = losses.dalle_loss(
-      text_logits, image_logits, text_tokens, image_codes
-    )
-    return loss
 
   @functools.partial(jax.jit, donate_argnums=(0, 1))
   def step(params, opt_state, text_tokens, image_codes):

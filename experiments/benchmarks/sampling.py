@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dalle_jax import sampling
+from dalle_jax import losses, sampling
 from dalle_jax.models import transformer
 from dalle_jax.models.transformer import Transformer, TransformerConfig
 
@@ -69,6 +69,32 @@ def random_params(config: TransformerConfig, seed: int = 0):
     lambda leaf: rng.normal(0, 0.02, leaf.shape).astype(np.float32),
     nn.unbox(abstract)["params"],
   )
+
+
+def random_inputs(config: TransformerConfig, batch: int, seed: int = 0):
+  """([B, L], [B, N]) int32 text ids (never pad 0) and image codes."""
+  rng = np.random.default_rng(seed)
+  bpe_vocab = config.text_vocab_size - config.text_length
+  text = rng.integers(1, bpe_vocab, (batch, config.text_length))
+  codes = rng.integers(
+    0, config.image_vocab_size, (batch, config.num_image_tokens)
+  )
+  return text.astype(np.int32), codes.astype(np.int32)
+
+
+def prior_loss(model: Transformer):
+  """`(params, text [B, L], codes [B, N]) -> loss`: `losses.dalle_loss`."""
+
+  def loss_fn(params, text_tokens, image_codes):
+    text_logits, image_logits = model.apply(
+      {"params": params}, text_tokens, image_codes
+    )
+    loss, _ = losses.dalle_loss(
+      text_logits, image_logits, text_tokens, image_codes
+    )
+    return loss
+
+  return loss_fn
 
 
 def cached_sampler(config: TransformerConfig, args):

@@ -87,39 +87,26 @@ def _task_step(stage: str):
 def _transformer_step():
   """The prior's loss + grads + update (its shapes64 optimiser), jitted."""
   import jax
-  import numpy as np
   import optax
 
-  from dalle_jax import losses, optim
+  from dalle_jax import optim
   from dalle_jax.configs import transformer as transformer_configs
   from dalle_jax.models.transformer import Transformer
   from dalle_jax.tasks.transformer import model_config
-  from experiments.benchmarks.sampling import random_params
+  from experiments.benchmarks.sampling import (
+    prior_loss,
+    random_inputs,
+    random_params,
+  )
 
   config = transformer_configs.get_config("variant=shapes64")
   model = Transformer(model_config(config))
+  loss_fn = prior_loss(model)
   tx, _ = optim.make_optimizer(config.optim, config.train.num_steps)
-  rng = np.random.default_rng(0)
-  batch_size, cfg = config.data.batch_size, model.config
-  bpe_vocab = cfg.text_vocab_size - cfg.text_length  # ids past it are pads
-  batch = {
-    "text": rng.integers(1, bpe_vocab, (batch_size, cfg.text_length)),
-    "codes": rng.integers(
-      0, cfg.image_vocab_size, (batch_size, cfg.num_image_tokens)
-    ),
-  }
-  batch = {key: value.astype(np.int32) for key, value in batch.items()}
+  text, codes = random_inputs(model.config, config.data.batch_size)
+  batch = {"text": text, "codes": codes}
   params = jax.tree.map(jax.numpy.asarray, random_params(model.config))
   state = (params, tx.init(params))
-
-  def loss_fn(params, text_tokens, image_codes):
-    text_logits, image_logits = model.apply(
-      {"params": params}, text_tokens, image_codes
-    )
-    loss, _ = losses.dalle_loss(
-      text_logits, image_logits, text_tokens, image_codes
-    )
-    return loss
 
   def train_step(state, batch, rng):
     del rng
