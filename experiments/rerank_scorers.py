@@ -20,6 +20,11 @@ Scorers:
   likelihood  log p(codes | caption) under the transformer (nats).
   both        per prompt, each scorer standardised over the prompt's
               candidates (zero mean, unit variance), then summed.
+  clip:NAME   another CLIP run (`--clip_workdir runs/NAME`, repeatable),
+              scoring the same candidates decoded by the pipeline's dVAE:
+              compares rerankers without sampling the candidates again.
+              Any CLIP trained on images of the pipeline's size will do;
+              it reads the captions with its own tokenizer.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import sys
 
 import numpy as np
 
-from dalle_jax import generation_eval, rerank
+from dalle_jax import generation_eval, rerank, stages
 from dalle_jax.generator import Generator
 
 
@@ -68,7 +73,51 @@ def likelihood_scores(generator, captions, tokens, chunk_size):
   return flat.reshape(prompts, candidates)
 
 
-def compare_split(generator, path: str, chunk_size: int) -> dict:
+def clip_scorer(workdir: str) -> rerank.Scorer:
+  """The CLIP of a finished CLIP run, as a reranking scorer."""
+  clip = stages.load_stage(workdir, "clip")
+  return rerank.Scorer(
+    rerank.CLIP, clip.model_config, clip.params, clip.tokenizer
+  )
+
+
+def image_scores(generator, scorer, captions, tokens, chunk_size):
+  """[P, C, W, W] codes -> [P, C] scores of their decoded images.
+
+  Raises:
+    ValueError: the scorer's CLIP reads images of another size.
+  """
+  if scorer.model_config.image_size != generator.image_size:
+    raise ValueError(
+      f"This CLIP reads {scorer.model_config.image_size} px images but the"
+      f" pipeline's dVAE decodes {generator.image_size} px ones; pass a CLIP"
+      f" trained with data.image_size={generator.image_size}."
+    )
+  prompts, candidates = tokens.shape[:2]
+  images = generator.decode_codes(
+    tokens.reshape(prompts * candidates, *tokens.shape[2:]), chunk_size
+  )
+  flat = rerank.score(
+    scorer,
+    [caption for caption in captions for _ in range(candidates)],
+    images=images,
+    chunk_size=chunk_size,
+  )
+  return flat.reshape(prompts, candidates)
+
+
+def compare_split(
+  generator, path: str, chunk_size: int, other_clips: dict | None = None
+) -> dict:
+  """Accuracy curves and reranking gains of every scorer on one split.
+
+  Args:
+    generator: the pipeline's stages (its dVAE decodes, its transformer
+      gives the likelihood).
+    path: the split's `evaluation/<split>.npz`.
+    chunk_size: candidate rows per compiled call.
+    other_clips: {name: rerank.Scorer} more CLIPs, scored as 'clip:name'.
+  """
   with np.load(path) as saved:
     captions = [str(caption) for caption in saved["captions"]]
     tokens, clip_scores, holds = (
@@ -83,6 +132,10 @@ def compare_split(generator, path: str, chunk_size: int) -> dict:
     "likelihood": likelihood,
     "both": standardised(clip_scores) + standardised(likelihood),
   }
+  for name, scorer in (other_clips or {}).items():
+    scorers[f"clip:{name}"] = image_scores(
+      generator, scorer, captions, tokens, chunk_size
+    )
   counts = generation_eval.candidate_counts(correct.shape[1])
   curves = {
     name: generation_eval.accuracy_curve(correct, scores, counts)
@@ -108,9 +161,14 @@ def print_split(split: str, result: dict) -> None:
     f"\n{split}: {result['prompts']} prompts, one sample"
     f" {percent(result['single_sample'])}"
   )
-  print("    N " + "".join(f"{name:>12}" for name in names) + "    any of N")
+  width = max(12, *(len(name) + 2 for name in names))
+  print(
+    "    N " + "".join(f"{name:>{width}}" for name in names) + "    any of N"
+  )
   for i, count in enumerate(result["counts"]):
-    row = "".join(f"{percent(result['reranked'][n][i]):>12}" for n in names)
+    row = "".join(
+      f"{percent(result['reranked'][n][i]):>{width}}" for n in names
+    )
     print(f"{count:5d} {row}      {percent(result['any_correct'][i])}")
   for name in names:
     mean, error = result["gain"][name]
@@ -124,6 +182,13 @@ def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--workdir", required=True)
   parser.add_argument("--chunk_size", type=int, default=64)
+  parser.add_argument(
+    "--clip_workdir",
+    action="append",
+    default=[],
+    help="a finished CLIP run to compare as scorer 'clip:<its name>'"
+    " (repeatable)",
+  )
   args = parser.parse_args(argv)
   directory = os.path.join(args.workdir, generation_eval.EVALUATION_DIR)
   splits = [
@@ -139,9 +204,14 @@ def main(argv=None) -> int:
     )
     return 1
   generator = Generator.from_workdir(args.workdir)
+  other_clips = {
+    os.path.basename(os.path.normpath(workdir)): clip_scorer(workdir)
+    for workdir in args.clip_workdir
+  }
   for split in splits:
     path = os.path.join(directory, f"{split}.npz")
-    print_split(split, compare_split(generator, path, args.chunk_size))
+    result = compare_split(generator, path, args.chunk_size, other_clips)
+    print_split(split, result)
   return 0
 
 

@@ -7,6 +7,7 @@ transformer learning rate (only the transformer and the evaluation may
 train again). Each test checks one part of what those runs left.
 """
 
+import dataclasses
 import json
 import os
 import time
@@ -420,6 +421,37 @@ def test_rerank_scorers_experiment_on_the_saved_candidates(runs, capsys):
   assert rerank_scorers.main(["--workdir", root, "--chunk_size", "4"]) == 0
   printed = capsys.readouterr().out
   assert "zero_shot: 4 prompts" in printed and "validation" in printed
+
+
+def test_rerank_scorers_scores_with_another_clip_run(runs, capsys):
+  from experiments import rerank_scorers
+
+  # The pipeline's own CLIP, loaded as "another" run, must give back the
+  # scores the evaluation saved for the same decoded candidates.
+  root = runs["root"]
+  generator = Generator.from_workdir(root)
+  clip_dir = os.path.join(root, "clip")
+  scorer = rerank_scorers.clip_scorer(clip_dir)
+  saved = np.load(os.path.join(root, "evaluation", "zero_shot.npz"))
+  captions = [str(c) for c in saved["captions"]]
+  scores = rerank_scorers.image_scores(
+    generator, scorer, captions, saved["tokens"], chunk_size=3
+  )
+  np.testing.assert_allclose(scores, saved["scores"], rtol=1e-5, atol=1e-5)
+  # A CLIP for another image size is refused with the size it needs.
+  bigger = dataclasses.replace(
+    scorer.model_config, image_size=2 * generator.image_size
+  )
+  with pytest.raises(ValueError, match="data.image_size=32"):
+    rerank_scorers.image_scores(
+      generator, dataclasses.replace(scorer, model_config=bigger), captions,
+      saved["tokens"], chunk_size=3,
+    )  # fmt: skip
+
+  argv = ["--workdir", root, "--chunk_size", "4", "--clip_workdir", clip_dir]
+  assert rerank_scorers.main(argv) == 0
+  printed = capsys.readouterr().out
+  assert "clip:clip: best of 4 minus one sample" in printed
 
 
 def test_rerank_scorers_standardises_each_prompt():
