@@ -61,8 +61,11 @@ def parse_args(argv=None):
   return parser.parse_args(argv)
 
 
-def _task_step(stage: str):
-  """The stage's jitted Task train step and a random batch for it."""
+def task_step(stage: str, text_length: int | None = None):
+  """The stage's jitted Task train step and a random batch for it.
+
+  `text_length` replaces the config's `data.text_length` (None keeps it).
+  """
   import jax
   import numpy as np
 
@@ -70,6 +73,8 @@ def _task_step(stage: str):
   from dalle_jax.configs import clip, dvae
 
   config = {"dvae": dvae, "clip": clip}[stage].get_config("variant=shapes64")
+  if text_length is not None:
+    config.data.text_length = text_length
   task = tasks.make_task(config)
   state = jax.jit(lambda key: sharding.unbox(task.init(key)))(jax.random.key(0))
   rng = np.random.default_rng(0)
@@ -84,8 +89,11 @@ def _task_step(stage: str):
   return step, state, batch
 
 
-def _transformer_step():
-  """The prior's loss + grads + update (its shapes64 optimiser), jitted."""
+def transformer_step(text_length: int | None = None):
+  """The prior's loss + grads + update (its shapes64 optimiser), jitted.
+
+  `text_length` replaces the config's `data.text_length` (None keeps it).
+  """
   import jax
   import optax
 
@@ -100,6 +108,8 @@ def _transformer_step():
   )
 
   config = transformer_configs.get_config("variant=shapes64")
+  if text_length is not None:
+    config.data.text_length = text_length
   model = Transformer(model_config(config))
   loss_fn = prior_loss(model)
   tx, _ = optim.make_optimizer(config.optim, config.train.num_steps)
@@ -125,9 +135,9 @@ def worker(stage: str, repeats: int) -> dict:
   import jax
 
   if stage == "transformer":
-    step, state, batch = _transformer_step()
+    step, state, batch = transformer_step()
   else:
-    step, state, batch = _task_step(stage)
+    step, state, batch = task_step(stage)
   rng = jax.random.key(1)
   started = time.perf_counter()
   state, metrics = jax.block_until_ready(step(state, batch, rng))
