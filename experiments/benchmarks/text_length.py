@@ -1,8 +1,9 @@
 """What a shorter text length saves in the Shapes train steps.
 
 Shapes captions are at most 12 BPE tokens with the default pipeline's
-tokenizer, yet the shapes64 configs give the text 32 positions: a third of
-the transformer's 96 positions and all of CLIP's text tower are padding.
+tokenizer, yet the shapes64 configs give the text 32 positions: at least
+20 of them, in the transformer's 96 positions and in CLIP's text tower,
+are padding.
 This builds the CLIP and transformer shapes64 train steps once per text
 length in one process (random batches; see `xla_cpu_flags` for what each
 step contains), compiles and warms each up, then times them in rounds with
