@@ -61,49 +61,71 @@ def reranking_gain(correct: np.ndarray, scores: np.ndarray) -> tuple:
   return float(gain.mean()), float(gain.std(ddof=1) / np.sqrt(len(gain)))
 
 
+def candidate_scores(scorer, captions, candidates, chunk_size, **rows):
+  """Scores P x C candidates, each against its prompt's caption.
+
+  Args:
+    scorer: a `rerank.Scorer`.
+    captions: the P prompts.
+    candidates: C.
+    chunk_size: rows per compiled call.
+    **rows: what the scorer reads (`images=` or `codes=`), P * C rows in
+      prompt-major order.
+
+  Returns:
+    [P, C] float32 scores.
+  """
+  flat = rerank.score(
+    scorer,
+    [caption for caption in captions for _ in range(candidates)],
+    chunk_size=chunk_size,
+    **rows,
+  )
+  return flat.reshape(len(captions), candidates)
+
+
 def likelihood_scores(generator, captions, tokens, chunk_size):
   """[P, C, W, W] codes -> [P, C] log p(codes | caption) in nats."""
   prompts, candidates = tokens.shape[:2]
-  flat = rerank.score(
+  return candidate_scores(
     generator.scorers[rerank.LIKELIHOOD],
-    [caption for caption in captions for _ in range(candidates)],
+    captions,
+    candidates,
+    chunk_size,
     codes=tokens.reshape(prompts * candidates, -1),
-    chunk_size=chunk_size,
-  )
-  return flat.reshape(prompts, candidates)
-
-
-def clip_scorer(workdir: str) -> rerank.Scorer:
-  """The CLIP of a finished CLIP run, as a reranking scorer."""
-  clip = stages.load_stage(workdir, "clip")
-  return rerank.Scorer(
-    rerank.CLIP, clip.model_config, clip.params, clip.tokenizer
   )
 
 
-def image_scores(generator, scorer, captions, tokens, chunk_size):
-  """[P, C, W, W] codes -> [P, C] scores of their decoded images.
+def clip_scorer(generator, clip: stages.Stage) -> rerank.Scorer:
+  """Another CLIP run as a scorer of `generator`'s candidates.
 
   Raises:
-    ValueError: the scorer's CLIP reads images of another size.
+    ValueError: the CLIP scores images of another size than the dVAE's
+      (`stages.check_stages_fit`, through the Generator it builds).
   """
-  if scorer.model_config.image_size != generator.image_size:
-    raise ValueError(
-      f"This CLIP reads {scorer.model_config.image_size} px images but the"
-      f" pipeline's dVAE decodes {generator.image_size} px ones; pass a CLIP"
-      f" trained with data.image_size={generator.image_size}."
-    )
+  with_clip = Generator(generator.dvae, generator.transformer, clip)
+  return with_clip.scorers[rerank.CLIP]
+
+
+def decoded_candidates(generator, tokens, chunk_size):
+  """[P, C, W, W] codes -> [P, C, S, S, 3] uint8 images (the dVAE's)."""
   prompts, candidates = tokens.shape[:2]
   images = generator.decode_codes(
     tokens.reshape(prompts * candidates, *tokens.shape[2:]), chunk_size
   )
-  flat = rerank.score(
+  return images.reshape(prompts, candidates, *images.shape[1:])
+
+
+def image_scores(scorer, captions, images, chunk_size):
+  """[P, C, S, S, 3] decoded candidates -> [P, C] CLIP scores."""
+  prompts, candidates = images.shape[:2]
+  return candidate_scores(
     scorer,
-    [caption for caption in captions for _ in range(candidates)],
-    images=images,
-    chunk_size=chunk_size,
+    captions,
+    candidates,
+    chunk_size,
+    images=images.reshape(prompts * candidates, *images.shape[2:]),
   )
-  return flat.reshape(prompts, candidates)
 
 
 def compare_split(
@@ -132,10 +154,13 @@ def compare_split(
     "likelihood": likelihood,
     "both": standardised(clip_scores) + standardised(likelihood),
   }
-  for name, scorer in (other_clips or {}).items():
-    scorers[f"clip:{name}"] = image_scores(
-      generator, scorer, captions, tokens, chunk_size
-    )
+  if other_clips:
+    # Decoded once, scored by every other CLIP.
+    images = decoded_candidates(generator, tokens, chunk_size)
+    for name, scorer in other_clips.items():
+      scorers[f"clip:{name}"] = image_scores(
+        scorer, captions, images, chunk_size
+      )
   counts = generation_eval.candidate_counts(correct.shape[1])
   curves = {
     name: generation_eval.accuracy_curve(correct, scores, counts)
@@ -205,7 +230,9 @@ def main(argv=None) -> int:
     return 1
   generator = Generator.from_workdir(args.workdir)
   other_clips = {
-    os.path.basename(os.path.normpath(workdir)): clip_scorer(workdir)
+    os.path.basename(os.path.normpath(workdir)): clip_scorer(
+      generator, stages.load_stage(workdir, "clip")
+    )
     for workdir in args.clip_workdir
   }
   for split in splits:

@@ -17,7 +17,14 @@ import pytest
 from PIL import Image
 
 from dalle_jax import config as config_lib
-from dalle_jax import generation_eval, pipeline, report, summaries, train
+from dalle_jax import (
+  generation_eval,
+  pipeline,
+  report,
+  stages,
+  summaries,
+  train,
+)
 from dalle_jax.generator import Generator
 
 DEFAULT = os.path.join(
@@ -431,22 +438,23 @@ def test_rerank_scorers_scores_with_another_clip_run(runs, capsys):
   root = runs["root"]
   generator = Generator.from_workdir(root)
   clip_dir = os.path.join(root, "clip")
-  scorer = rerank_scorers.clip_scorer(clip_dir)
+  clip = stages.load_stage(clip_dir, "clip")
+  scorer = rerank_scorers.clip_scorer(generator, clip)
   saved = np.load(os.path.join(root, "evaluation", "zero_shot.npz"))
   captions = [str(c) for c in saved["captions"]]
-  scores = rerank_scorers.image_scores(
-    generator, scorer, captions, saved["tokens"], chunk_size=3
+  images = rerank_scorers.decoded_candidates(
+    generator, saved["tokens"], chunk_size=3
   )
+  scores = rerank_scorers.image_scores(scorer, captions, images, chunk_size=3)
   np.testing.assert_allclose(scores, saved["scores"], rtol=1e-5, atol=1e-5)
   # A CLIP for another image size is refused with the size it needs.
   bigger = dataclasses.replace(
-    scorer.model_config, image_size=2 * generator.image_size
+    clip.model_config, image_size=2 * generator.image_size
   )
   with pytest.raises(ValueError, match="data.image_size=32"):
-    rerank_scorers.image_scores(
-      generator, dataclasses.replace(scorer, model_config=bigger), captions,
-      saved["tokens"], chunk_size=3,
-    )  # fmt: skip
+    rerank_scorers.clip_scorer(
+      generator, dataclasses.replace(clip, model_config=bigger)
+    )
 
   argv = ["--workdir", root, "--chunk_size", "4", "--clip_workdir", clip_dir]
   assert rerank_scorers.main(argv) == 0
