@@ -354,23 +354,36 @@ LOGIT_SCALE_MAX = math.log(100.0)
 
 def clip_contrastive_loss(
   logits_per_image: jax.Array,
+  negative_logits: jax.Array | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Symmetric InfoNCE: image i's caption is caption i, and vice versa.
 
   Args:
     logits_per_image: `[B, B] float` scaled similarities, rows images,
       columns captions (the first output of `CLIP.__call__`).
+    negative_logits: optional `[B, K] float`, image i's similarities with K
+      hard-negative captions of its own (captions that differ from its
+      scene in one detail). They join the candidates of image i's
+      image->text cross-entropy only: a negative caption has no image, so
+      text->image is unchanged.
 
   Returns:
     `(loss, metrics)`: `loss` a float32 scalar, the mean of the
     image->text and text->image cross-entropies with labels `arange(B)`;
     `metrics` float32 scalars `loss`, `image_to_text_loss`,
     `text_to_image_loss`, `image_to_text_accuracy` (fraction of images
-    whose most similar caption is their own) and `text_to_image_accuracy`.
+    whose most similar caption is their own) and `text_to_image_accuracy`;
+    with negatives also `hard_negative_accuracy`, the fraction of (image,
+    negative) pairs where the image's own caption scores higher.
   """
   logits = logits_per_image.astype(jnp.float32)
   diagonal = jnp.diagonal(logits)
-  image_to_text = jnp.mean(jax.nn.logsumexp(logits, axis=1) - diagonal)
+  image_rows = logits
+  if negative_logits is not None:
+    image_rows = jnp.concatenate(
+      [logits, negative_logits.astype(jnp.float32)], axis=1
+    )
+  image_to_text = jnp.mean(jax.nn.logsumexp(image_rows, axis=1) - diagonal)
   text_to_image = jnp.mean(jax.nn.logsumexp(logits, axis=0) - diagonal)
   loss = (image_to_text + text_to_image) / 2
   labels = jnp.arange(logits.shape[0])
@@ -378,9 +391,15 @@ def clip_contrastive_loss(
     "loss": loss,
     "image_to_text_loss": image_to_text,
     "text_to_image_loss": text_to_image,
-    "image_to_text_accuracy": jnp.mean(jnp.argmax(logits, axis=1) == labels),
+    "image_to_text_accuracy": jnp.mean(
+      jnp.argmax(image_rows, axis=1) == labels
+    ),
     "text_to_image_accuracy": jnp.mean(jnp.argmax(logits, axis=0) == labels),
   }
+  if negative_logits is not None:
+    metrics["hard_negative_accuracy"] = jnp.mean(
+      diagonal[:, None] > negative_logits, dtype=jnp.float32
+    )
   return loss, metrics
 
 

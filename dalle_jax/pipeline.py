@@ -8,7 +8,9 @@ captioned images with `--config.data.name=folder
 evaluation; then the report. A finished step is skipped; an unfinished one
 resumes from its last checkpoint; a step whose config differs from the one
 it was trained with is moved aside and trained again, and so is every step
-after a step that trained in this run.
+that reads the output of a step that trained in this run (`STEP_INPUTS`):
+a new dVAE retrains the transformer, but a new CLIP only re-runs the
+evaluation.
 
 Layout of ROOT:
   pipeline.json       the pipeline config of the latest run
@@ -49,6 +51,15 @@ STAGES_FILE = report.STAGES_FILE
 TOKENIZER_RECORD = "tokenizer.json"
 TRAINED_STAGES = default_config.STAGES
 STEPS = ("tokenizer", *TRAINED_STAGES, "evaluation")
+# The steps whose outputs each step reads. CLIP trains on the data alone;
+# the transformer on the dVAE's codes; the evaluation uses every stage.
+STEP_INPUTS = {
+  "tokenizer": (),
+  "dvae": ("tokenizer",),
+  "clip": ("tokenizer",),
+  "transformer": ("tokenizer", "dvae"),
+  "evaluation": ("tokenizer", "dvae", "clip", "transformer"),
+}
 # What a step did in a run (stages.json).
 TRAINED, RESUMED, REPLACED, SKIPPED = (
   "trained",
@@ -120,8 +131,8 @@ def plan(exists: bool, finished: bool, differences, upstream_ran: bool) -> str:
     exists: the step's outputs exist (complete or not).
     finished: they are complete.
     differences: how their recorded settings differ from the current ones.
-    upstream_ran: an earlier step trained in this run, so these outputs
-      were made from other inputs.
+    upstream_ran: a step whose outputs this one reads trained in this run,
+      so these outputs were made from other inputs.
   """
   if not exists:
     return TRAINED
@@ -404,7 +415,7 @@ def _reason(action: str, differences: list[str], upstream: str | None) -> str:
     shown = "; ".join(differences[:5])
     more = f" (and {len(differences) - 5} more)" if len(differences) > 5 else ""
     return f"config changed: {shown}{more}"
-  return f"an earlier step ({upstream}) trained in this run"
+  return f"a step it reads ({upstream}) trained in this run"
 
 
 def run_step(step: Step, log: StageLog, upstream: str | None, stamp: str):
@@ -460,11 +471,12 @@ def run(config: ConfigDict, root: str) -> dict[str, float]:
   log = StageLog(root)
   stamp = time.strftime("%Y%m%d-%H%M%S")
   start = time.perf_counter()
-  upstream = None
+  ran = []  # steps that trained, resumed or were replaced in this run
   for step in make_steps(config, root):
+    upstream = next((n for n in STEP_INPUTS[step.name] if n in ran), None)
     action, _ = run_step(step, log, upstream, stamp)
-    if action != SKIPPED and upstream is None:
-      upstream = step.name
+    if action != SKIPPED:
+      ran.append(step.name)
   report_path = report.write_report(root)
   seconds = time.perf_counter() - start
   summary = generation_eval.headline(root)

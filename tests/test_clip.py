@@ -244,6 +244,29 @@ def test_contrastive_loss_matches_numpy():
   )
 
 
+def test_contrastive_loss_with_hard_negatives_matches_numpy():
+  rng = np.random.default_rng(1)
+  logits = rng.normal(size=(4, 4)) * 4
+  negatives = rng.normal(size=(4, 3)) * 4
+  # Image i chooses among the 4 captions and its own 3 negatives.
+  rows = np.concatenate([logits, negatives], axis=1)
+  image_to_text = -np.mean(np.diag(_numpy_log_softmax(rows, axis=1)[:, :4]))
+  text_to_image = -np.mean(np.diag(_numpy_log_softmax(logits, axis=0)))
+  loss, metrics = jax.jit(losses.clip_contrastive_loss)(
+    logits.astype(np.float32), negatives.astype(np.float32)
+  )
+  np.testing.assert_allclose(
+    loss, (image_to_text + text_to_image) / 2, rtol=1e-5
+  )
+  np.testing.assert_allclose(
+    metrics["text_to_image_loss"], text_to_image, rtol=1e-5
+  )
+  np.testing.assert_allclose(
+    metrics["hard_negative_accuracy"],
+    np.mean(np.diag(logits)[:, None] > negatives),
+  )
+
+
 def test_contrastive_accuracies_on_hand_made_logits():
   # Rows (images): 0 -> caption 0 (right), 1 -> 0 (wrong), 2 -> 2 (right).
   # Columns (captions): 0 -> image 1 (wrong), 1 -> 1, 2 -> 2.

@@ -205,6 +205,79 @@ def test_loss_falls_on_a_fixed_batch(ema_steps):
   )
 
 
+def test_hard_negatives_join_each_image_s_caption_choice(ema_steps):
+  init, train_step = ema_steps
+  config = tiny_config()
+  state = init(jax.random.key(0))
+  batch = _random_batch(config, seed=3)
+  size, length = config.data.batch_size, config.data.text_length
+  batch["negative_text_tokens"] = (
+    np.random.default_rng(4)
+    .integers(0, config.tokenizer.vocab_size, (size, 2, length))
+    .astype(np.int32)
+  )
+  _, metrics = train_step(state, batch, jax.random.key(0))
+  # Independently: embed images, captions and negatives one by one.
+  model = CLIP(clip_task.model_config(config))
+  variables = {"params": state.params}
+  images = model.apply(
+    variables, preprocess_images(batch["image"]), method="embed_image"
+  )
+  texts = model.apply(variables, batch["text_tokens"], method="embed_text")
+  negatives = model.apply(
+    variables,
+    batch["negative_text_tokens"].reshape(size * 2, length),
+    method="embed_text",
+  ).reshape(size, 2, -1)
+  scale = np.exp(float(state.params["logit_scale"]))
+  logits = scale * np.asarray(images @ texts.T, np.float64)
+  own = scale * np.einsum("be,bke->bk", images, negatives)
+  rows = np.concatenate([logits, own], axis=1)
+  image_to_text = np.mean(np.log(np.exp(rows).sum(axis=1)) - np.diag(logits))
+  text_to_image = np.mean(np.log(np.exp(logits).sum(axis=0)) - np.diag(logits))
+  np.testing.assert_allclose(
+    metrics["loss"], (image_to_text + text_to_image) / 2, rtol=1e-4
+  )
+  np.testing.assert_allclose(
+    metrics["hard_negative_accuracy"],
+    np.mean(np.diag(logits)[:, None] > own),
+  )
+
+
+def test_shapes_batches_carry_shape_swapped_negatives(tmp_path, data_dir):
+  # Whole captions: the tiny variant's 8 tokens would cut some shapes off.
+  overrides = {"data.hard_negatives": 3, "data.text_length": 32}
+  config = tiny_config(data_dir, **overrides)
+  sources = pipeline.prepare_sources(config)
+  tokenizer = pipeline.ensure_tokenizer(
+    config, str(tmp_path), sources.train_captions
+  )
+  mesh = sharding.make_mesh((("data", -1),))
+  batch = next(pipeline.train_iterator(sources.train, tokenizer, config, mesh))
+  size, length = config.data.batch_size, config.data.text_length
+  negatives = np.asarray(batch["negative_text_tokens"])
+  assert negatives.shape == (size, 3, length)
+  assert negatives.dtype == np.int32
+  # Each negative is its caption with one shape swapped: other tokens.
+  captions = np.asarray(batch["text_tokens"])
+  assert np.all(np.any(negatives != captions[:, None], axis=-1))
+
+
+@pytest.mark.parametrize(
+  "changes, message",
+  [
+    ({"data.hard_negatives": -1}, "must be an integer >= 0"),
+    (
+      {"data.hard_negatives": 1, "data.name": "folder", "data.folder": "x"},
+      "needs Shapes captions",
+    ),
+  ],
+)
+def test_bad_hard_negatives_are_refused(changes, message):
+  with pytest.raises(ValueError, match=message):
+    pipeline.check_hard_negatives(tiny_config(**changes).data)
+
+
 def test_tokenizer_larger_than_text_vocabulary_is_refused(tmp_path):
   path = str(tmp_path / "tokenizer.model")
   captions = ["a red circle above a blue square", "a small green triangle"]

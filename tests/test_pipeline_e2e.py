@@ -68,13 +68,19 @@ def runs(tmp_path_factory):
   after_second = _line_counts(root)
   changed = tiny_config(data_dir, **{"transformer.optim.lr": 1e-3})
   train.run(changed, root)
+  after_third = _line_counts(root)
+  # CLIP changes too: nothing but the evaluation reads it.
+  changed = tiny_config(
+    data_dir, **{"transformer.optim.lr": 1e-3, "clip.optim.lr": 1e-3}
+  )
+  train.run(changed, root)
   return {
     "root": root,
     "data_dir": data_dir,
     "first": first,
     "second": second,
     "second_seconds": second_seconds,
-    "lines": (after_first, after_second, _line_counts(root)),
+    "lines": (after_first, after_second, after_third, _line_counts(root)),
   }
 
 
@@ -164,7 +170,7 @@ def test_results_match_the_saved_candidates(runs):
 def test_second_run_skips_every_finished_step(runs):
   root = runs["root"]
   assert _events(root, 2) == dict.fromkeys(STEPS, "skipped")
-  after_first, after_second, _ = runs["lines"]
+  after_first, after_second, _, _ = runs["lines"]
   assert after_second == after_first  # no stage logged a single step
   assert (
     runs["second"]["zero_shot_reranked"]
@@ -182,7 +188,7 @@ def test_changed_transformer_config_retrains_only_the_transformer(runs):
     "transformer": "replaced",
     "evaluation": "replaced",
   }
-  _, after_second, after_third = runs["lines"]
+  _, after_second, after_third, _ = runs["lines"]
   assert after_third["dvae"] == after_second["dvae"]
   assert after_third["clip"] == after_second["clip"]
   old_runs = [n for n in os.listdir(root) if n.startswith("transformer.")]
@@ -198,6 +204,23 @@ def test_changed_transformer_config_retrains_only_the_transformer(runs):
   with open(os.path.join(root, "stages.json")) as handle:
     reason = [e for e in json.load(handle)["events"] if e["run"] == 3]
   assert "optim.lr: 0.003 -> 0.001" in reason[3]["reason"]
+
+
+def test_changed_clip_config_retrains_clip_and_the_evaluation_only(runs):
+  root = runs["root"]
+  assert _events(root, 4) == {
+    "tokenizer": "skipped",
+    "dvae": "skipped",
+    "clip": "replaced",
+    "transformer": "skipped",
+    "evaluation": "replaced",
+  }
+  _, _, after_third, after_fourth = runs["lines"]
+  assert after_fourth["transformer"] == after_third["transformer"]
+  assert after_fourth["clip"] > 0
+  with open(os.path.join(root, "stages.json")) as handle:
+    events = [e for e in json.load(handle)["events"] if e["run"] == 4]
+  assert "a step it reads (clip) trained" in events[-1]["reason"]
 
 
 def test_report_command_regenerates_the_report(runs, regenerate_report):

@@ -288,6 +288,34 @@ def test_captions_per_split():
       assert example["caption"] == example["canonical_caption"]
 
 
+def test_shape_swapped_caption_changes_one_shape_to_a_seen_pair():
+  rng = np.random.default_rng(0)
+  swapped_objects = set()
+  for example in examples("train", 32, 300):
+    caption = example["caption"]
+    negative = shapes.shape_swapped_caption(caption, rng)
+    words, new_words = caption.split(), negative.split()
+    assert len(words) == len(new_words)
+    pairs = zip(words, new_words, strict=True)
+    changed = [i for i, (a, b) in enumerate(pairs) if a != b]
+    assert len(changed) == 1, (caption, negative)
+    (i,) = changed
+    old, new = words[i].rstrip(","), new_words[i].rstrip(",")
+    assert old in SHAPE_NAMES and new in SHAPE_NAMES and old != new
+    colour = words[i - 1]
+    assert colour in PALETTE and (colour, new) not in HELD_OUT
+    # The text of the training split still never names a held-out pair.
+    assert not caption_pairs(negative) & HELD_OUT
+    swapped_objects.add((len(caption_pairs(caption)), i))
+  # Both objects of two-object captions are swapped sometimes.
+  assert len({i for n, i in swapped_objects if n == 2}) >= 4
+
+
+def test_shape_swapped_caption_needs_a_named_object():
+  with pytest.raises(ValueError, match="names no '<colour> <shape>'"):
+    shapes.shape_swapped_caption("a photo of a dog", np.random.default_rng(0))
+
+
 def test_paraphrases_include_canonical_and_three_templates():
   rng = np.random.default_rng(1)
   for num_objects in (1, 2):

@@ -9,6 +9,10 @@ exactly the batches it would have seen.
 
 Batch: `{"image": [B, S, S, 3] uint8, "text_tokens": [B, L] int32}` where B is
 the global batch size, S `config.data.image_size`, L `config.data.text_length`.
+With `config.data.hard_negatives` K > 0 (Shapes only; the CLIP stage uses
+them), training batches add `"negative_text_tokens": [B, K, L] int32`: K
+captions per example, each its own caption with one object's shape swapped
+(`shapes.shape_swapped_caption`).
 """
 
 from __future__ import annotations
@@ -175,6 +179,41 @@ def batch_features(
   return {"image": np.stack(images), "text_tokens": tokens.astype(np.int32)}
 
 
+def hard_negative_tokens(
+  captions: Sequence[str],
+  count: int,
+  tokenizer: Tokenizer,
+  rng: np.random.Generator,
+) -> np.ndarray:
+  """`[N, count, L] int32`: shape-swapped captions of N Shapes captions."""
+  from dalle_jax.data import shapes
+
+  negatives = [
+    shapes.shape_swapped_caption(caption, rng)
+    for caption in captions
+    for _ in range(count)
+  ]
+  tokens = tokenizer.encode(negatives).astype(np.int32)
+  return tokens.reshape(len(captions), count, tokens.shape[-1])
+
+
+def check_hard_negatives(data: ConfigDict) -> int:
+  """`data.hard_negatives` (0 when absent), checked against the data set."""
+  count = data.get("hard_negatives", 0)
+  if not isinstance(count, int) or count < 0:
+    raise ValueError(
+      f"config.data.hard_negatives={count!r} must be an integer >= 0 (0 "
+      "turns hard negatives off)."
+    )
+  if count and data.name != "shapes":
+    raise ValueError(
+      f"config.data.hard_negatives={count} needs Shapes captions (it swaps "
+      f"a named object's shape), but config.data.name={data.name!r}; set "
+      "it to 0."
+    )
+  return count
+
+
 def host_batch_size(global_batch: int, mesh: jax.sharding.Mesh, rules) -> int:
   """This host's rows of a global batch, after checking divisibility."""
   devices = sharding.batch_divisor(mesh, rules)
@@ -238,11 +277,20 @@ def train_iterator(
   data = config.data
   per_host = host_batch_size(data.batch_size, mesh, rules)
   image_size, dropout = data.image_size, data.bpe_dropout
+  negatives = check_hard_negatives(data)
 
   def load_batch(indices, rng: np.random.Generator):
     seed = int(rng.integers(2**31)) if dropout else None
     examples = read_examples(source, indices)
-    return batch_features(examples, image_size, tokenizer, dropout, seed)
+    features = batch_features(examples, image_size, tokenizer, dropout, seed)
+    if negatives:
+      features["negative_text_tokens"] = hard_negative_tokens(
+        [caption_text(example) for example in examples],
+        negatives,
+        tokenizer,
+        rng,
+      )
+    return features
 
   # Shuffle and batch record indices, then read each batch with one call.
   dataset = (

@@ -9,6 +9,7 @@ Shape letters: S is the canvas side in pixels, B a shape's box side.
 
 import dataclasses
 import itertools
+import re
 
 import numpy as np
 
@@ -310,6 +311,48 @@ def paraphrases(scene: Scene) -> list[str]:
 def canonical_caption(scene: Scene) -> str:
   """The caption evaluation uses, e.g. 'a small red circle in the top left'."""
   return paraphrases(scene)[0]
+
+
+# A named object in any template: its colour word, a space, its shape word.
+_OBJECT_WORDS = re.compile(
+  r"\b({}) ({})\b".format("|".join(COLOURS), "|".join(SHAPES))
+)
+
+
+def shape_swapped_caption(caption: str, rng: np.random.Generator) -> str:
+  """The caption with one named object's shape replaced by another shape.
+
+  A hard negative for contrastive training: the caption of a scene that
+  differs from the original in one object's shape only, told in the same
+  paraphrase. The new shape keeps the object's (colour, shape) pair seen,
+  so a held-out pair never appears in training text, even as a negative.
+
+  Args:
+    caption: a Shapes caption in any template, e.g. 'red circle, top left'.
+    rng: picks the object (of two) and the new shape.
+
+  Returns:
+    e.g. 'red square, top left' or 'red plus, top left'.
+
+  Raises:
+    ValueError: if the caption names no '{colour} {shape}' object.
+  """
+  objects = list(_OBJECT_WORDS.finditer(caption))
+  if not objects:
+    raise ValueError(
+      f"The caption {caption!r} names no '<colour> <shape>' object of the "
+      "Shapes vocabulary, so it has no shape-swapped negative; hard "
+      "negatives (config.data.hard_negatives > 0) need Shapes captions."
+    )
+  chosen = objects[int(rng.integers(len(objects)))]
+  colour, shape = chosen.groups()
+  others = [
+    other
+    for other in SHAPES
+    if other != shape and (colour, other) not in HELD_OUT_PAIRS
+  ]
+  start, end = chosen.span(2)
+  return caption[:start] + _pick(rng, others) + caption[end:]
 
 
 def example_rng(split: str, index: int, seed: int) -> np.random.Generator:

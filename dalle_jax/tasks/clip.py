@@ -6,6 +6,12 @@ of B pairs, each image must pick out its own caption among the B and each
 caption its own image. The log temperature is learned and clamped to
 [0, ln 100] after every update (`losses.clamp_logit_scale`).
 
+With `config.data.hard_negatives` K > 0 (Shapes), each image also meets K
+captions of its own with one object's shape swapped (a seen pair still), so
+that the image->text side must tell shapes apart for the same colours and
+layout, which is what reranking a prompt's candidates asks; random in-batch
+captions mostly differ in colour.
+
 Evaluation reports the loss and zero-shot retrieval accuracy on each
 evaluation batch (see `retrieval_accuracy`); on Shapes the host evaluation
 adds the same metrics on the `zero_shot` split, whose (colour, shape) pairs
@@ -208,7 +214,24 @@ def make_task(config: ConfigDict, tokenizer: Tokenizer | None = None) -> Task:
     return logits_per_image
 
   def loss_fn(params, batch):
-    return losses.clip_contrastive_loss(similarities(params, batch))
+    negatives = batch.get("negative_text_tokens")
+    if negatives is None:
+      return losses.clip_contrastive_loss(similarities(params, batch))
+    # One text-tower pass over the B captions and their B x K negatives.
+    batch_size, count, length = negatives.shape
+    tokens = jnp.concatenate(
+      [batch["text_tokens"], negatives.reshape(batch_size * count, length)]
+    )
+    logits, _ = model.apply(
+      {"params": params}, preprocess_images(batch["image"]), tokens
+    )  # [B, B + B*K]
+    own_negatives = logits[:, batch_size:].reshape(
+      batch_size, batch_size, count
+    )
+    rows = jnp.arange(batch_size)
+    return losses.clip_contrastive_loss(
+      logits[:, :batch_size], own_negatives[rows, rows]
+    )
 
   def train_step(state: TrainState, batch, rng):
     del rng  # no dropout and no noise
