@@ -246,7 +246,11 @@ def test_hard_negatives_join_each_image_s_caption_choice(ema_steps):
 
 def test_shapes_batches_carry_shape_swapped_negatives(tmp_path, data_dir):
   # Whole captions: the tiny variant's 8 tokens would cut some shapes off.
-  overrides = {"data.hard_negatives": 3, "data.text_length": 32}
+  overrides = {
+    "data.hard_negatives": 3,
+    "data.hard_negative_attributes": ("shape", "colour"),
+    "data.text_length": 32,
+  }
   config = tiny_config(data_dir, **overrides)
   sources = pipeline.prepare_sources(config)
   tokenizer = pipeline.ensure_tokenizer(
@@ -258,7 +262,7 @@ def test_shapes_batches_carry_shape_swapped_negatives(tmp_path, data_dir):
   negatives = np.asarray(batch["negative_text_tokens"])
   assert negatives.shape == (size, 3, length)
   assert negatives.dtype == np.int32
-  # Each negative is its caption with one shape swapped: other tokens.
+  # Each negative is its caption with one word swapped: other tokens.
   captions = np.asarray(batch["text_tokens"])
   assert np.all(np.any(negatives != captions[:, None], axis=-1))
 
@@ -270,6 +274,10 @@ def test_shapes_batches_carry_shape_swapped_negatives(tmp_path, data_dir):
     (
       {"data.hard_negatives": 1, "data.name": "folder", "data.folder": "x"},
       "needs Shapes captions",
+    ),
+    (
+      {"data.hard_negatives": 1, "data.hard_negative_attributes": ("size",)},
+      "must be a non-empty tuple",
     ),
   ],
 )

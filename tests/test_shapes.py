@@ -288,12 +288,14 @@ def test_captions_per_split():
       assert example["caption"] == example["canonical_caption"]
 
 
-def test_shape_swapped_caption_changes_one_shape_to_a_seen_pair():
+@pytest.mark.parametrize("attribute", ["shape", "colour"])
+def test_swapped_caption_changes_one_attribute_to_a_seen_pair(attribute):
   rng = np.random.default_rng(0)
+  values = SHAPE_NAMES if attribute == "shape" else tuple(PALETTE)
   swapped_objects = set()
   for example in examples("train", 32, 300):
     caption = example["caption"]
-    negative = shapes.shape_swapped_caption(caption, rng)
+    negative = shapes.swapped_caption(caption, rng, attribute)
     words, new_words = caption.split(), negative.split()
     assert len(words) == len(new_words)
     pairs = zip(words, new_words, strict=True)
@@ -301,9 +303,13 @@ def test_shape_swapped_caption_changes_one_shape_to_a_seen_pair():
     assert len(changed) == 1, (caption, negative)
     (i,) = changed
     old, new = words[i].rstrip(","), new_words[i].rstrip(",")
-    assert old in SHAPE_NAMES and new in SHAPE_NAMES and old != new
-    colour = words[i - 1]
-    assert colour in PALETTE and (colour, new) not in HELD_OUT
+    assert old in values and new in values and old != new
+    if attribute == "shape":
+      pair = (words[i - 1], new)
+    else:
+      pair = (new, words[i + 1].rstrip(","))
+    assert pair[0] in PALETTE and pair[1] in SHAPE_NAMES
+    assert pair not in HELD_OUT
     # The text of the training split still never names a held-out pair.
     assert not caption_pairs(negative) & HELD_OUT
     swapped_objects.add((len(caption_pairs(caption)), i))
@@ -311,9 +317,16 @@ def test_shape_swapped_caption_changes_one_shape_to_a_seen_pair():
   assert len({i for n, i in swapped_objects if n == 2}) >= 4
 
 
-def test_shape_swapped_caption_needs_a_named_object():
-  with pytest.raises(ValueError, match="names no '<colour> <shape>'"):
-    shapes.shape_swapped_caption("a photo of a dog", np.random.default_rng(0))
+@pytest.mark.parametrize(
+  "caption, attribute, message",
+  [
+    ("a photo of a dog", "shape", "names no '<colour> <shape>'"),
+    ("a red circle in the top", "size", "cannot be swapped"),
+  ],
+)
+def test_swapped_caption_errors(caption, attribute, message):
+  with pytest.raises(ValueError, match=message):
+    shapes.swapped_caption(caption, np.random.default_rng(0), attribute)
 
 
 def test_paraphrases_include_canonical_and_three_templates():

@@ -68,8 +68,10 @@ def get_config(arg: str | None = None):
   # seconds measured), so 1,200 steps take about 10 minutes.
   config.data.batch_size = 64
   config.data.eval_batch_size = 64
-  # Shape-swapped captions per image (Shapes only; tasks/clip.py).
+  # Swapped captions per image (Shapes only; tasks/clip.py), each swapping
+  # one object's attribute drawn from hard_negative_attributes.
   config.data.hard_negatives = 0
+  config.data.hard_negative_attributes = ("shape",)
   config.train.num_steps = 1_200
   config.train.log_every = 50
   config.train.eval_every = 200

@@ -11,8 +11,9 @@ Batch: `{"image": [B, S, S, 3] uint8, "text_tokens": [B, L] int32}` where B is
 the global batch size, S `config.data.image_size`, L `config.data.text_length`.
 With `config.data.hard_negatives` K > 0 (Shapes only; the CLIP stage uses
 them), training batches add `"negative_text_tokens": [B, K, L] int32`: K
-captions per example, each its own caption with one object's shape swapped
-(`shapes.shape_swapped_caption`).
+captions per example, each its own caption with one object's shape or
+colour swapped (`shapes.swapped_caption`; which attribute is drawn
+uniformly from `config.data.hard_negative_attributes`).
 """
 
 from __future__ import annotations
@@ -184,12 +185,18 @@ def hard_negative_tokens(
   count: int,
   tokenizer: Tokenizer,
   rng: np.random.Generator,
+  attributes: Sequence[str] = ("shape",),
 ) -> np.ndarray:
-  """`[N, count, L] int32`: shape-swapped captions of N Shapes captions."""
+  """`[N, count, L] int32`: swapped captions of N Shapes captions.
+
+  Each negative swaps one object's attribute, drawn from `attributes`.
+  """
   from dalle_jax.data import shapes
 
   negatives = [
-    shapes.shape_swapped_caption(caption, rng)
+    shapes.swapped_caption(
+      caption, rng, attributes[int(rng.integers(len(attributes)))]
+    )
     for caption in captions
     for _ in range(count)
   ]
@@ -197,9 +204,15 @@ def hard_negative_tokens(
   return tokens.reshape(len(captions), count, tokens.shape[-1])
 
 
-def check_hard_negatives(data: ConfigDict) -> int:
-  """`data.hard_negatives` (0 when absent), checked against the data set."""
+def check_hard_negatives(data: ConfigDict) -> tuple[int, tuple[str, ...]]:
+  """`data.hard_negatives` (0 when absent) and the attributes they swap.
+
+  Raises:
+    ValueError: for a negative count, hard negatives on other data than
+      Shapes, or an attribute that cannot be swapped.
+  """
   count = data.get("hard_negatives", 0)
+  attributes = tuple(data.get("hard_negative_attributes", ("shape",)))
   if not isinstance(count, int) or count < 0:
     raise ValueError(
       f"config.data.hard_negatives={count!r} must be an integer >= 0 (0 "
@@ -211,7 +224,15 @@ def check_hard_negatives(data: ConfigDict) -> int:
       f"a named object's shape), but config.data.name={data.name!r}; set "
       "it to 0."
     )
-  return count
+  from dalle_jax.data import shapes
+
+  unknown = set(attributes) - set(shapes.SWAPPABLE_ATTRIBUTES)
+  if count and (unknown or not attributes):
+    raise ValueError(
+      f"config.data.hard_negative_attributes={attributes!r} must be a "
+      f"non-empty tuple of {shapes.SWAPPABLE_ATTRIBUTES}."
+    )
+  return count, attributes
 
 
 def host_batch_size(global_batch: int, mesh: jax.sharding.Mesh, rules) -> int:
@@ -277,7 +298,7 @@ def train_iterator(
   data = config.data
   per_host = host_batch_size(data.batch_size, mesh, rules)
   image_size, dropout = data.image_size, data.bpe_dropout
-  negatives = check_hard_negatives(data)
+  negatives, swapped = check_hard_negatives(data)
 
   def load_batch(indices, rng: np.random.Generator):
     seed = int(rng.integers(2**31)) if dropout else None
@@ -289,6 +310,7 @@ def train_iterator(
         negatives,
         tokenizer,
         rng,
+        swapped,
       )
     return features
 

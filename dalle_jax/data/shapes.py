@@ -319,39 +319,56 @@ _OBJECT_WORDS = re.compile(
 )
 
 
-def shape_swapped_caption(caption: str, rng: np.random.Generator) -> str:
-  """The caption with one named object's shape replaced by another shape.
+SWAPPABLE_ATTRIBUTES = ("shape", "colour")
+
+
+def swapped_caption(
+  caption: str, rng: np.random.Generator, attribute: str = "shape"
+) -> str:
+  """The caption with one named object's shape (or colour) replaced.
 
   A hard negative for contrastive training: the caption of a scene that
-  differs from the original in one object's shape only, told in the same
-  paraphrase. The new shape keeps the object's (colour, shape) pair seen,
-  so a held-out pair never appears in training text, even as a negative.
+  differs from the original in one attribute of one object, told in the
+  same paraphrase. The new value keeps the object's (colour, shape) pair
+  seen, so a held-out pair never appears in training text, even as a
+  negative.
 
   Args:
     caption: a Shapes caption in any template, e.g. 'red circle, top left'.
-    rng: picks the object (of two) and the new shape.
+    rng: picks the object (of two) and the new value.
+    attribute: one of SWAPPABLE_ATTRIBUTES.
 
   Returns:
-    e.g. 'red square, top left' or 'red plus, top left'.
+    e.g. 'red square, top left' (shape) or 'blue circle, top left'
+    (colour).
 
   Raises:
-    ValueError: if the caption names no '{colour} {shape}' object.
+    ValueError: if the caption names no '{colour} {shape}' object, or the
+      attribute is not swappable.
   """
+  if attribute not in SWAPPABLE_ATTRIBUTES:
+    raise ValueError(
+      f"attribute={attribute!r} cannot be swapped; use one of "
+      f"{SWAPPABLE_ATTRIBUTES}."
+    )
   objects = list(_OBJECT_WORDS.finditer(caption))
   if not objects:
     raise ValueError(
       f"The caption {caption!r} names no '<colour> <shape>' object of the "
-      "Shapes vocabulary, so it has no shape-swapped negative; hard "
-      "negatives (config.data.hard_negatives > 0) need Shapes captions."
+      "Shapes vocabulary, so it has no swapped negative; hard negatives "
+      "(config.data.hard_negatives > 0) need Shapes captions."
     )
   chosen = objects[int(rng.integers(len(objects)))]
   colour, shape = chosen.groups()
-  others = [
-    other
-    for other in SHAPES
-    if other != shape and (colour, other) not in HELD_OUT_PAIRS
-  ]
-  start, end = chosen.span(2)
+  if attribute == "shape":
+    group = 2
+    others = [s for s in SHAPES if (colour, s) not in HELD_OUT_PAIRS]
+    others.remove(shape)
+  else:
+    group = 1
+    others = [c for c in COLOURS if (c, shape) not in HELD_OUT_PAIRS]
+    others.remove(colour)
+  start, end = chosen.span(group)
   return caption[:start] + _pick(rng, others) + caption[end:]
 
 
