@@ -12,6 +12,19 @@ held-out `zero_shot` pairs (eval metrics `zero_shot_*`); it passed 50%
 after 100 steps. The log temperature rose from 2.66 only to 3.06 (a scale
 of 21), far from the clamp.
 
+Hard negatives (`data.hard_negatives` K, Shapes only): each image also
+meets K captions of its own with one object's shape swapped (a seen pair
+still), so the image->text side must tell shapes apart at equal colours
+and layout, which reranking one prompt's candidates asks. Off by default
+until a whole pipeline run confirms it; measured (2026-11-22) as rerankers
+of the default run's candidates (`experiments/rerank_scorers.py
+--clip_workdir`; best of 64 on 64 prompts, zero_shot / validation):
+without 81.2 / 98.4%; K=1 89.1 / 96.9%; K=4 85.9 / 98.4%; K=2 swapping
+shape or colour (`hard_negative_attributes=('shape', 'colour')`) 78.1 /
+93.8%. Retrieval hardly moves (K=1: 93 / 74% image->text on validation /
+zero_shot). Each negative adds a caption to the text tower's batch (the
+step's extra cost was not timed: the runs shared the CPU).
+
 `images/` shows, for each of the first validation captions, its own image
 and then the batch ranked by CLIP score, best first. `variant=tiny` runs in
 seconds (tests); `variant=paper` is OpenAI's ViT-B/32 (Radford et al. 2021)
