@@ -300,6 +300,13 @@ def validate(config: ConfigDict) -> None:
       problems.append(f"config.train.{field}={train[field]} must be > 0.")
   if train.keep_checkpoints < 1:
     problems.append("config.train.keep_checkpoints must be at least 1.")
+  # Checked here too, so a pipeline refuses them before its first stage.
+  from dalle_jax.data.pipeline import check_hard_negatives
+
+  try:
+    check_hard_negatives(config.data)
+  except ValueError as error:
+    problems.append(str(error))
   if problems:
     raise ValueError("Invalid config:\n  " + "\n  ".join(problems))
 

@@ -411,6 +411,14 @@ def test_train_command_line_reads_the_default_config():
     ({"evaluation.num_candidates": 0}, "num_candidates=0 must be at least 1"),
     ({"dvae.task": "clip"}, "config.dvae.task='clip' must be 'dvae'"),
     ({"clip.train.num_steps": 0}, "config.train.num_steps=0 must be > 0"),
+    (
+      {
+        "data.name": "folder",
+        "data.folder": os.path.dirname(os.path.abspath(__file__)),
+        "clip.data.hard_negatives": 1,
+      },
+      "hard_negatives=1 needs Shapes captions",
+    ),
   ],
 )
 def test_invalid_pipeline_config_is_refused(tmp_path, overrides, message):

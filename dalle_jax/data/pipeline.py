@@ -221,7 +221,7 @@ def check_hard_negatives(data: ConfigDict) -> tuple[int, tuple[str, ...]]:
   if count and data.name != "shapes":
     raise ValueError(
       f"config.data.hard_negatives={count} needs Shapes captions (it swaps "
-      f"a named object's shape), but config.data.name={data.name!r}; set "
+      f"a named object's shape or colour), but config.data.name={data.name!r}; set "
       "it to 0."
     )
   from dalle_jax.data import shapes

@@ -7,7 +7,8 @@ caption its own image. The log temperature is learned and clamped to
 [0, ln 100] after every update (`losses.clamp_logit_scale`).
 
 With `config.data.hard_negatives` K > 0 (Shapes), each image also meets K
-captions of its own with one object's shape swapped (a seen pair still), so
+captions of its own with one object's shape swapped (a seen pair still;
+`data.pipeline.hard_negative_tokens`; a colour can be swapped too), so
 that the image->text side must tell shapes apart for the same colours and
 layout, which is what reranking a prompt's candidates asks; random in-batch
 captions mostly differ in colour.
