@@ -18,6 +18,7 @@ from typing import Any
 from ml_collections import ConfigDict
 
 from dalle_jax import sharding
+from dalle_jax.data import shapes
 
 DEFAULT_DATA_DIR = os.path.join("~", ".cache", "dalle_jax", "datasets")
 DATA_SETS = ("shapes", "folder")
@@ -280,6 +281,35 @@ def data_dir(config: ConfigDict) -> str:
   return os.path.abspath(os.path.expanduser(path))
 
 
+def check_hard_negatives(data: ConfigDict) -> tuple[int, tuple[str, ...]]:
+  """`data.hard_negatives` (0 when absent) and the attributes they swap.
+
+  Raises:
+    ValueError: for a negative count, hard negatives on other data than
+      Shapes, or an attribute that cannot be swapped.
+  """
+  count = data.get("hard_negatives", 0)
+  attributes = tuple(data.get("hard_negative_attributes", ("shape",)))
+  if not isinstance(count, int) or count < 0:
+    raise ValueError(
+      f"config.data.hard_negatives={count!r} must be an integer >= 0 (0 "
+      "turns hard negatives off)."
+    )
+  if count and data.name != "shapes":
+    raise ValueError(
+      f"config.data.hard_negatives={count} needs Shapes captions (it swaps "
+      f"a named object's shape or colour), but config.data.name={data.name!r}; set "
+      "it to 0."
+    )
+  unknown = set(attributes) - set(shapes.SWAPPABLE_ATTRIBUTES)
+  if count and (unknown or not attributes):
+    raise ValueError(
+      f"config.data.hard_negative_attributes={attributes!r} must be a "
+      f"non-empty tuple of {shapes.SWAPPABLE_ATTRIBUTES}."
+    )
+  return count, attributes
+
+
 def validate(config: ConfigDict) -> None:
   """Checks cross-field constraints that a locked config cannot express."""
   problems = []
@@ -300,9 +330,6 @@ def validate(config: ConfigDict) -> None:
       problems.append(f"config.train.{field}={train[field]} must be > 0.")
   if train.keep_checkpoints < 1:
     problems.append("config.train.keep_checkpoints must be at least 1.")
-  # Checked here too, so a pipeline refuses them before its first stage.
-  from dalle_jax.data.pipeline import check_hard_negatives
-
   try:
     check_hard_negatives(config.data)
   except ValueError as error:

@@ -283,7 +283,7 @@ def test_shapes_batches_carry_shape_swapped_negatives(tmp_path, data_dir):
 )
 def test_bad_hard_negatives_are_refused(changes, message):
   with pytest.raises(ValueError, match=message):
-    pipeline.check_hard_negatives(tiny_config(**changes).data)
+    config_lib.check_hard_negatives(tiny_config(**changes).data)
 
 
 def test_tokenizer_larger_than_text_vocabulary_is_refused(tmp_path):

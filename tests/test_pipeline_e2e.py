@@ -42,10 +42,15 @@ def tiny_config(data_dir, **overrides):
   return config_lib.load_config(f"{DEFAULT}:variant=tiny", values)
 
 
-def _events(root, run):
+def _run_events(root, run):
+  """The stages.json events of pipeline run `run`, in step order."""
   with open(os.path.join(root, "stages.json")) as handle:
     stages = json.load(handle)
-  return {e["step"]: e["action"] for e in stages["events"] if e["run"] == run}
+  return [event for event in stages["events"] if event["run"] == run]
+
+
+def _events(root, run):
+  return {e["step"]: e["action"] for e in _run_events(root, run)}
 
 
 def _line_counts(root):
@@ -201,9 +206,8 @@ def test_changed_transformer_config_retrains_only_the_transformer(runs):
     assert json.load(handle)["optim"]["lr"] == 1e-3
   assert os.path.isdir(os.path.join(root, old_runs[0], "params"))
   assert any(n.startswith("evaluation.replaced-") for n in os.listdir(root))
-  with open(os.path.join(root, "stages.json")) as handle:
-    reason = [e for e in json.load(handle)["events"] if e["run"] == 3]
-  assert "optim.lr: 0.003 -> 0.001" in reason[3]["reason"]
+  reason = _run_events(root, 3)[3]["reason"]
+  assert "optim.lr: 0.003 -> 0.001" in reason
 
 
 def test_changed_clip_config_retrains_clip_and_the_evaluation_only(runs):
@@ -218,9 +222,8 @@ def test_changed_clip_config_retrains_clip_and_the_evaluation_only(runs):
   _, _, after_third, after_fourth = runs["lines"]
   assert after_fourth["transformer"] == after_third["transformer"]
   assert after_fourth["clip"] > 0
-  with open(os.path.join(root, "stages.json")) as handle:
-    events = [e for e in json.load(handle)["events"] if e["run"] == 4]
-  assert "a step it reads (clip) trained" in events[-1]["reason"]
+  reason = _run_events(root, 4)[-1]["reason"]
+  assert "a step it reads (clip) trained" in reason
 
 
 def test_report_command_regenerates_the_report(runs, regenerate_report):

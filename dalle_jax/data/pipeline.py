@@ -32,7 +32,7 @@ from ml_collections import ConfigDict
 
 from dalle_jax import config as config_lib
 from dalle_jax import sharding
-from dalle_jax.data import preprocess
+from dalle_jax.data import preprocess, shapes
 from dalle_jax.tokenizer import Tokenizer, train_tokenizer
 
 TOKENIZER_FILE = "tokenizer.model"
@@ -191,8 +191,6 @@ def hard_negative_tokens(
 
   Each negative swaps one object's attribute, drawn from `attributes`.
   """
-  from dalle_jax.data import shapes
-
   negatives = [
     shapes.swapped_caption(
       caption, rng, attributes[int(rng.integers(len(attributes)))]
@@ -202,37 +200,6 @@ def hard_negative_tokens(
   ]
   tokens = tokenizer.encode(negatives).astype(np.int32)
   return tokens.reshape(len(captions), count, tokens.shape[-1])
-
-
-def check_hard_negatives(data: ConfigDict) -> tuple[int, tuple[str, ...]]:
-  """`data.hard_negatives` (0 when absent) and the attributes they swap.
-
-  Raises:
-    ValueError: for a negative count, hard negatives on other data than
-      Shapes, or an attribute that cannot be swapped.
-  """
-  count = data.get("hard_negatives", 0)
-  attributes = tuple(data.get("hard_negative_attributes", ("shape",)))
-  if not isinstance(count, int) or count < 0:
-    raise ValueError(
-      f"config.data.hard_negatives={count!r} must be an integer >= 0 (0 "
-      "turns hard negatives off)."
-    )
-  if count and data.name != "shapes":
-    raise ValueError(
-      f"config.data.hard_negatives={count} needs Shapes captions (it swaps "
-      f"a named object's shape or colour), but config.data.name={data.name!r}; set "
-      "it to 0."
-    )
-  from dalle_jax.data import shapes
-
-  unknown = set(attributes) - set(shapes.SWAPPABLE_ATTRIBUTES)
-  if count and (unknown or not attributes):
-    raise ValueError(
-      f"config.data.hard_negative_attributes={attributes!r} must be a "
-      f"non-empty tuple of {shapes.SWAPPABLE_ATTRIBUTES}."
-    )
-  return count, attributes
 
 
 def host_batch_size(global_batch: int, mesh: jax.sharding.Mesh, rules) -> int:
@@ -298,7 +265,7 @@ def train_iterator(
   data = config.data
   per_host = host_batch_size(data.batch_size, mesh, rules)
   image_size, dropout = data.image_size, data.bpe_dropout
-  negatives, swapped = check_hard_negatives(data)
+  negatives, swapped = config_lib.check_hard_negatives(data)
 
   def load_batch(indices, rng: np.random.Generator):
     seed = int(rng.integers(2**31)) if dropout else None

@@ -206,26 +206,25 @@ def make_task(config: ConfigDict, tokenizer: Tokenizer | None = None) -> Task:
     params = model.init(rng, images, tokens)["params"]
     return TrainState.create(params, tx, config.optim.ema_decay)
 
-  def similarities(params, batch):
-    """`[B, B] float32` scaled similarities, rows images, columns captions."""
-    pixels = preprocess_images(batch["image"])
+  def similarities(params, images, text_tokens):
+    """`[B, N] float32` scaled similarities of B images and N captions."""
     logits_per_image, _ = model.apply(
-      {"params": params}, pixels, batch["text_tokens"]
+      {"params": params}, preprocess_images(images), text_tokens
     )
     return logits_per_image
 
   def loss_fn(params, batch):
+    captions = batch["text_tokens"]
     negatives = batch.get("negative_text_tokens")
     if negatives is None:
-      return losses.clip_contrastive_loss(similarities(params, batch))
+      logits = similarities(params, batch["image"], captions)
+      return losses.clip_contrastive_loss(logits)
     # One text-tower pass over the B captions and their B x K negatives.
     batch_size, count, length = negatives.shape
     tokens = jnp.concatenate(
-      [batch["text_tokens"], negatives.reshape(batch_size * count, length)]
+      [captions, negatives.reshape(batch_size * count, length)]
     )
-    logits, _ = model.apply(
-      {"params": params}, preprocess_images(batch["image"]), tokens
-    )  # [B, B + B*K]
+    logits = similarities(params, batch["image"], tokens)  # [B, B + B*K]
     own_negatives = logits[:, batch_size:].reshape(
       batch_size, batch_size, count
     )
@@ -256,7 +255,9 @@ def make_task(config: ConfigDict, tokenizer: Tokenizer | None = None) -> Task:
     return new_state, metrics
 
   def eval_metrics(params, batch):
-    logits_per_image = similarities(params, batch)
+    logits_per_image = similarities(
+      params, batch["image"], batch["text_tokens"]
+    )
     _, metrics = losses.clip_contrastive_loss(logits_per_image)
     # In-batch accuracies by index are misleading when captions repeat;
     # retrieval_accuracy replaces them.
@@ -270,7 +271,8 @@ def make_task(config: ConfigDict, tokenizer: Tokenizer | None = None) -> Task:
     return eval_metrics(params, batch)
 
   def preview(params, batch):
-    return ranked_images(batch["image"], similarities(params, batch))
+    logits = similarities(params, batch["image"], batch["text_tokens"])
+    return ranked_images(batch["image"], logits)
 
   host_eval = None
   if config.data.name == "shapes" and tokenizer is not None:
