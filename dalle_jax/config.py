@@ -281,25 +281,36 @@ def data_dir(config: ConfigDict) -> str:
   return os.path.abspath(os.path.expanduser(path))
 
 
+# Hard negatives per image when `data.hard_negatives` is None (the data
+# set's default): Shapes captions have a swap rule, other captions none.
+DEFAULT_HARD_NEGATIVES = {"shapes": 1}
+
+
 def check_hard_negatives(data: ConfigDict) -> tuple[int, tuple[str, ...]]:
-  """`data.hard_negatives` (0 when absent) and the attributes they swap.
+  """`data.hard_negatives` and the attributes they swap.
+
+  An absent field reads as 0; None is the data set's default
+  (`DEFAULT_HARD_NEGATIVES`, 0 for data sets it does not name), so a config
+  that turns them on for Shapes still runs on a folder of images.
 
   Raises:
-    ValueError: for a negative count, hard negatives on other data than
-      Shapes, or an attribute that cannot be swapped.
+    ValueError: for a negative count, hard negatives asked for explicitly on
+      other data than Shapes, or an attribute that cannot be swapped.
   """
   count = data.get("hard_negatives", 0)
+  if count is None:
+    count = DEFAULT_HARD_NEGATIVES.get(data.name, 0)
   attributes = tuple(data.get("hard_negative_attributes", ("shape",)))
   if not isinstance(count, int) or count < 0:
     raise ValueError(
       f"config.data.hard_negatives={count!r} must be an integer >= 0 (0 "
-      "turns hard negatives off)."
+      "turns hard negatives off) or None (the data set's default)."
     )
   if count and data.name != "shapes":
     raise ValueError(
       f"config.data.hard_negatives={count} needs Shapes captions (it swaps "
       f"a named object's shape or colour), but config.data.name={data.name!r}; set "
-      "it to 0."
+      "it to 0 (or leave it unset: None is the data set's default)."
     )
   unknown = set(attributes) - set(shapes.SWAPPABLE_ATTRIBUTES)
   if count and (unknown or not attributes):

@@ -286,6 +286,22 @@ def test_bad_hard_negatives_are_refused(changes, message):
     config_lib.check_hard_negatives(tiny_config(**changes).data)
 
 
+@pytest.mark.parametrize(
+  "changes, expected",
+  [
+    ({}, 1),  # Shapes captions have a swap rule: one negative by default
+    ({"data.name": "folder", "data.folder": "x"}, 0),  # no rule: none
+    ({"data.hard_negatives": 0}, 0),
+    ({"data.hard_negatives": 4}, 4),
+  ],
+)
+def test_hard_negatives_default_to_what_the_data_set_allows(changes, expected):
+  config = tiny_config(**changes)
+  count, _ = config_lib.check_hard_negatives(config.data)
+  assert count == expected
+  config_lib.validate(config)  # the folder default is not refused
+
+
 def test_tokenizer_larger_than_text_vocabulary_is_refused(tmp_path):
   path = str(tmp_path / "tokenizer.model")
   captions = ["a red circle above a blue square", "a small green triangle"]

@@ -5,25 +5,26 @@ Run the CPU Shapes model (64 px, ViT with 8 px patches, 128 wide):
     --workdir runs/clip
 
 Expected (variant=shapes64, 2 CPU cores): about 0.5 s a step (30 GFLOP;
-0.87 CPU-seconds measured), so the 1,200 steps take about 10 minutes on
-idle cores. One run ended with top-1 retrieval among 64 validation pairs
+0.87 CPU-seconds measured), so the 1,200 steps take about 11 minutes on
+idle cores (10 min 54 s in the default pipeline with one hard negative per
+image, 10 min 24 s without). One run without hard negatives ended with top-1 retrieval among 64 validation pairs
 (chance 1.6%) of 91% image->text and 89% text->image, and 67% / 70% on the
 held-out `zero_shot` pairs (eval metrics `zero_shot_*`); it passed 50%
 after 100 steps. The log temperature rose from 2.66 only to 3.06 (a scale
 of 21), far from the clamp.
 
-Hard negatives (`data.hard_negatives` K, Shapes only): each image also
-meets K captions of its own with one object's shape swapped (a seen pair
-still), so the image->text side must tell shapes apart at equal colours
-and layout, which reranking one prompt's candidates asks. Off by default
-until a whole pipeline run confirms it; measured (2026-11-22) as rerankers
-of the default run's candidates (`experiments/rerank_scorers.py
---clip_workdir`; best of 64 on 64 prompts, zero_shot / validation):
-without 81.2 / 98.4%; K=1 89.1 / 96.9%; K=4 85.9 / 98.4%; K=2 swapping
-shape or colour (`hard_negative_attributes=('shape', 'colour')`) 78.1 /
-93.8%. Retrieval hardly moves (K=1: 93 / 74% image->text on validation /
-zero_shot). Each negative adds a caption to the text tower's batch (the
-step's extra cost was not timed: the runs shared the CPU).
+Hard negatives (`data.hard_negatives` K; on by default on Shapes, K=1):
+each image also meets K captions of its own with one object's shape
+swapped (a seen pair still), so the image->text side must tell shapes
+apart at equal colours and layout, which reranking one prompt's
+candidates asks. Measured (2026-11-22) as rerankers of the same default
+run's candidates (`experiments/rerank_scorers.py --clip_workdir`; best of
+64 on 64 prompts, zero_shot / validation): without 81.2 / 98.4%; K=1 89.1 /
+96.9%; K=4 85.9 / 98.4%; K=2 swapping shape or colour
+(`hard_negative_attributes=('shape', 'colour')`) 78.1 / 93.8%. Retrieval
+hardly moves (K=1: 93 / 74% image->text on validation / zero_shot).
+`--config.data.hard_negatives=0` turns them off; a folder of images gets
+none (its captions have no swap rule).
 
 `images/` shows, for each of the first validation captions, its own image
 and then the batch ranked by CLIP score, best first. `variant=tiny` runs in
@@ -35,6 +36,8 @@ The text side matches the transformer stage's (`data.text_length`,
 captions. The model initialises its log temperature at ln(1 / 0.07) and the
 task clamps it to [0, ln 100] after every update.
 """
+
+from ml_collections import config_dict
 
 from dalle_jax import config as config_lib
 
@@ -78,12 +81,14 @@ def get_config(arg: str | None = None):
   config.optim.ema_decay = 0.0
 
   # 64 pairs a step: 30 GFLOP, about 0.45 s on 2 idle cores (0.87 CPU
-  # seconds measured), so 1,200 steps take about 10 minutes.
+  # seconds measured), so 1,200 steps take about 11 minutes.
   config.data.batch_size = 64
   config.data.eval_batch_size = 64
-  # Swapped captions per image (Shapes only; tasks/clip.py), each swapping
-  # one object's attribute drawn from hard_negative_attributes.
-  config.data.hard_negatives = 0
+  # Swapped captions per image (tasks/clip.py), each swapping one object's
+  # attribute drawn from hard_negative_attributes. None: the data set's
+  # default (config.DEFAULT_HARD_NEGATIVES: 1 on Shapes, 0 on a folder,
+  # whose captions have no swap rule); an explicit K > 0 needs Shapes.
+  config.data.hard_negatives = config_dict.placeholder(int)
   config.data.hard_negative_attributes = ("shape",)
   config.train.num_steps = 1_200
   config.train.log_every = 50

@@ -16,9 +16,10 @@ in a stage's section, changes it for all stages.
 
 variant=shapes64 (the default) uses each stage's shapes64 variant (their
 step counts are tuned in their own files). The target is at most 45
-minutes end to end on 2 CPU cores; measured from scratch on the CI
-machine (2026-11-22): 1 h 15 min (dVAE 17 min, CLIP 10, transformer 41.5,
-evaluation 4), see experiments/results/default_cpu/report.md. variant=tiny runs
+minutes end to end on 2 CPU cores; measured on the CI machine
+(2026-11-22): 1 h 15 min (dVAE 17 min, CLIP 11 with its hard negatives,
+transformer 41.5, evaluation 4.6), see
+experiments/results/default_cpu/report.md. variant=tiny runs
 the whole pipeline in about a minute (tests): the stages' tiny variants (32
 px images, a 16 x 16 code grid) with 4 steps each.
 

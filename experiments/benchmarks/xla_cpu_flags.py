@@ -89,10 +89,11 @@ def task_step(stage: str, text_length: int | None = None):
   return step, state, batch
 
 
-def transformer_step(text_length: int | None = None):
+def transformer_step(text_length: int | None = None, **model_overrides):
   """The prior's loss + grads + update (its shapes64 optimiser), jitted.
 
-  `text_length` replaces the config's `data.text_length` (None keeps it).
+  `text_length` replaces the config's `data.text_length` (None keeps it);
+  `model_overrides` replace `config.model` fields (e.g. attention='dense').
   """
   import jax
   import optax
@@ -110,6 +111,7 @@ def transformer_step(text_length: int | None = None):
   config = transformer_configs.get_config("variant=shapes64")
   if text_length is not None:
     config.data.text_length = text_length
+  config.model.update(model_overrides)
   model = Transformer(model_config(config))
   loss_fn = prior_loss(model)
   tx, _ = optim.make_optimizer(config.optim, config.train.num_steps)

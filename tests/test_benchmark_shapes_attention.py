@@ -1,0 +1,19 @@
+"""The shapes_attention benchmark's variant names (its timing is not a test)."""
+
+import pytest
+
+from experiments.benchmarks.shapes_attention import parse_variant
+
+
+def test_variant_names_the_attention_tiles_and_text_length():
+  assert parse_variant("dense:32:16") == {
+    "attention": "dense",
+    "block_size": 32,
+    "text_length": 16,
+  }
+
+
+@pytest.mark.parametrize("variant", ["dense", "dense:32", "dense:x:16"])
+def test_malformed_variant_says_the_expected_form(variant):
+  with pytest.raises(SystemExit, match="attention:block_size:text_length"):
+    parse_variant(variant)
