@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 
 def make_grid(rows: np.ndarray, padding: int = 2) -> np.ndarray:
@@ -41,16 +41,41 @@ def make_grid(rows: np.ndarray, padding: int = 2) -> np.ndarray:
   return grid
 
 
+# Pillow's default font at its own size (10 px) draws spaces about 1 px
+# wide, so captions run together ("a smallyellowsquare"); at 12 px they read.
+LABEL_FONT_SIZE = 12
+LABEL_LINE_HEIGHT = 15
+
+
+def label_font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+  """The font of every label under a picture (Pillow's built-in one)."""
+  return ImageFont.load_default(size=LABEL_FONT_SIZE)
+
+
+def wrap_to_width(text: str, font, width: int) -> list[str]:
+  """`text` in lines no wider than `width` px (a longer word stays whole)."""
+  lines: list[str] = []
+  for word in text.split():
+    candidate = f"{lines[-1]} {word}" if lines else word
+    if lines and font.getlength(candidate) <= width:
+      lines[-1] = candidate
+    else:
+      lines.append(word)
+  return lines or [""]
+
+
 def add_labels(
   grid: np.ndarray, labels: list[str], tile_width: int, padding: int = 2
 ) -> np.ndarray:
   """Adds a text strip under a one-row grid, one label per column."""
-  line_height = 12
-  strip = Image.new("RGB", (grid.shape[1], line_height + 4), (255, 255, 255))
+  strip = Image.new(
+    "RGB", (grid.shape[1], LABEL_LINE_HEIGHT + 4), (255, 255, 255)
+  )
   draw = ImageDraw.Draw(strip)
+  font = label_font()
   for column, label in enumerate(labels):
     left = padding + column * (tile_width + padding)
-    draw.text((left, 2), label, fill=(0, 0, 0))
+    draw.text((left, 2), label, fill=(0, 0, 0), font=font)
   return np.concatenate([grid, np.asarray(strip)], axis=0)
 
 

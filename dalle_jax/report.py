@@ -17,11 +17,10 @@ import json
 import math
 import os
 import sys
-import textwrap
 from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from dalle_jax import images, summaries
 from dalle_jax.generation_eval import (
@@ -239,8 +238,8 @@ def _verdict(prompt: dict, holds_row: np.ndarray) -> tuple[str, tuple]:
 
 def labelled_tile(image, lines, colours, size: int, num_lines: int):
   """[S, S, 3] uint8 enlarged to `size` px, text lines underneath."""
-  font = ImageFont.load_default()
-  line_height = 13
+  font = images.label_font()
+  line_height = images.LABEL_LINE_HEIGHT
   tile = Image.new("RGB", (size, size + num_lines * line_height + 4), "white")
   tile.paste(Image.fromarray(image).resize((size, size), Image.NEAREST))
   draw = ImageDraw.Draw(tile)
@@ -263,12 +262,12 @@ def labelled_grid(best_images: np.ndarray, labels, path: str) -> str:
   """
   side = best_images.shape[1]
   size = side * max(1, math.ceil(MIN_TILE_PIXELS / side))
-  chars = max(size // 7, 8)  # the default font is about 6-7 px a character
+  font = images.label_font()
   texts = []
   for label in labels:
     lines, colours = [], []
     for text, colour in label:
-      wrapped = textwrap.wrap(text, chars)
+      wrapped = images.wrap_to_width(text, font, size - 4)
       lines += wrapped
       colours += [colour] * len(wrapped)
     texts.append((lines, colours))

@@ -12,7 +12,7 @@ from test_generator import CHUNK, shared_stage_root
 from dalle_jax import sample
 
 # add_labels draws 12 px text in a 16 px strip; make_grid pads by 2 px.
-LABEL_STRIP, PADDING = 16, 2
+LABEL_STRIP, PADDING = 19, 2  # images.LABEL_LINE_HEIGHT + 4
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
