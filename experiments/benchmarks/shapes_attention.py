@@ -32,10 +32,7 @@ Run from the repository root, on a quiet machine (about 3 minutes):
 import argparse
 import statistics
 
-import jax
-
-from experiments.benchmarks.text_length import time_steps
-from experiments.benchmarks.xla_cpu_flags import transformer_step
+from experiments.benchmarks.text_length import build_step, time_in_rounds
 
 DEFAULT_VARIANTS = (
   "block_sparse:32:32",
@@ -70,35 +67,15 @@ def parse_variant(variant: str) -> dict:
     ) from error
 
 
-def build(variant: str) -> dict:
-  """The variant's step, compiled and warmed up, with its first loss."""
-  overrides = parse_variant(variant)
-  step, state, batch = transformer_step(
-    overrides["text_length"],
-    attention=overrides["attention"],
-    block_size=overrides["block_size"],
-  )
-  rng = jax.random.key(0)
-  state, metrics = step(state, batch, rng)
-  jax.block_until_ready((state, metrics))
-  first_loss = float(metrics["loss"])
-  return {
-    "step": step,
-    "state": state,
-    "batch": batch,
-    "rng": rng,
-    "loss": first_loss,
-  }
-
-
 def main(argv=None):
   args = parse_args(argv)
-  built = {variant: build(variant) for variant in args.variants}
-  seconds = {variant: [] for variant in args.variants}
-  for round_index in range(args.rounds):
-    shift = round_index % len(args.variants)
-    for variant in args.variants[shift:] + args.variants[:shift]:
-      seconds[variant] += time_steps(built[variant], args.repeats)
+  built = {}
+  for variant in args.variants:
+    overrides = parse_variant(variant)
+    built[variant] = build_step(
+      "transformer", overrides.pop("text_length"), **overrides
+    )
+  seconds = time_in_rounds(built, args.rounds, args.repeats)
   baseline = statistics.median(seconds[args.variants[0]])
   for variant in args.variants:
     median = statistics.median(seconds[variant])

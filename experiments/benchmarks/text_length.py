@@ -44,16 +44,28 @@ def parse_args(argv=None):
   return parser.parse_args(argv)
 
 
-def build_step(stage: str, text_length: int):
-  """A jitted step with its state and batch, compiled and warmed up."""
+def build_step(stage: str, text_length: int, **model_overrides):
+  """A jitted step with its state and batch, compiled and warmed up.
+
+  `model_overrides` replace the transformer's `config.model` fields. The
+  result holds the warm-up step's loss, which variants computing the same
+  function must share.
+  """
   if stage == "transformer":
-    step, state, batch = transformer_step(text_length)
+    step, state, batch = transformer_step(text_length, **model_overrides)
   else:
     step, state, batch = task_step(stage, text_length)
   rng = jax.random.key(0)
   state, metrics = step(state, batch, rng)
   jax.block_until_ready((state, metrics))
-  return {"step": step, "state": state, "batch": batch, "rng": rng}
+  loss = float(metrics["loss"])
+  return {
+    "step": step,
+    "state": state,
+    "batch": batch,
+    "rng": rng,
+    "loss": loss,
+  }
 
 
 def time_steps(built: dict, repeats: int) -> list[float]:
@@ -68,15 +80,26 @@ def time_steps(built: dict, repeats: int) -> list[float]:
   return seconds
 
 
+def time_in_rounds(built: dict, rounds: int, repeats: int) -> dict:
+  """Seconds per step of each built step, `repeats` at a time per round.
+
+  The order rotates each round so that every variant sees the same
+  background load. Returns {key of `built`: [seconds, ...]}.
+  """
+  keys = list(built)
+  seconds = {key: [] for key in keys}
+  for round_index in range(rounds):
+    shift = round_index % len(keys)
+    for key in keys[shift:] + keys[:shift]:
+      seconds[key] += time_steps(built[key], repeats)
+  return seconds
+
+
 def main(argv=None):
   args = parse_args(argv)
   for stage in args.stages:
     built = {length: build_step(stage, length) for length in args.lengths}
-    seconds = {length: [] for length in args.lengths}
-    for round_index in range(args.rounds):
-      shift = round_index % len(args.lengths)
-      for length in args.lengths[shift:] + args.lengths[:shift]:
-        seconds[length] += time_steps(built[length], args.repeats)
+    seconds = time_in_rounds(built, args.rounds, args.repeats)
     baseline = statistics.median(seconds[args.lengths[0]])
     for length in args.lengths:
       median = statistics.median(seconds[length])
