@@ -309,8 +309,9 @@ def check_hard_negatives(data: ConfigDict) -> tuple[int, tuple[str, ...]]:
   if count and data.name != "shapes":
     raise ValueError(
       f"config.data.hard_negatives={count} needs Shapes captions (it swaps "
-      f"a named object's shape or colour), but config.data.name={data.name!r}; set "
-      "it to 0 (or leave it unset: None is the data set's default)."
+      "a named object's shape or colour), but "
+      f"config.data.name={data.name!r}; set it to 0 (or leave it unset: "
+      "None is the data set's default)."
     )
   unknown = set(attributes) - set(shapes.SWAPPABLE_ATTRIBUTES)
   if count and (unknown or not attributes):

@@ -7,10 +7,11 @@ Run the CPU Shapes model (64 px, ViT with 8 px patches, 128 wide):
 Expected (variant=shapes64, 2 CPU cores): about 0.5 s a step (30 GFLOP;
 0.87 CPU-seconds measured), so the 1,200 steps take about 11 minutes on
 idle cores (10 min 54 s in the default pipeline with one hard negative per
-image, 10 min 24 s without). One run without hard negatives ended with top-1 retrieval among 64 validation pairs
-(chance 1.6%) of 91% image->text and 89% text->image, and 67% / 70% on the
-held-out `zero_shot` pairs (eval metrics `zero_shot_*`); it passed 50%
-after 100 steps. The log temperature rose from 2.66 only to 3.06 (a scale
+image, 10 min 24 s without). One run without hard negatives ended with
+top-1 retrieval among 64 validation pairs (chance 1.6%) of 91%
+image->text and 89% text->image, and 67% / 70% on the held-out
+`zero_shot` pairs (eval metrics `zero_shot_*`); it passed 50% after 100
+steps. The log temperature rose from 2.66 only to 3.06 (a scale
 of 21), far from the clamp.
 
 Hard negatives (`data.hard_negatives` K; on by default on Shapes, K=1):
