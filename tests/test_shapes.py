@@ -317,6 +317,19 @@ def test_swapped_caption_changes_one_attribute_to_a_seen_pair(attribute):
   assert len({i for n, i in swapped_objects if n == 2}) >= 4
 
 
+@pytest.mark.parametrize("attribute", ["shape", "colour"])
+def test_swapped_caption_of_a_held_out_pair_names_a_seen_one(attribute):
+  # zero_shot captions name held-out pairs; swapping one of their objects
+  # (as experiments/clip_domain_gap.py does) must still give a seen pair.
+  rng = np.random.default_rng(0)
+  for example in examples("zero_shot", 32, 100):
+    caption = example["caption"]
+    negative = shapes.swapped_caption(caption, rng, attribute)
+    new_pairs = caption_pairs(negative) - caption_pairs(caption)
+    assert len(new_pairs) == 1, (caption, negative)
+    assert not new_pairs & HELD_OUT
+
+
 @pytest.mark.parametrize(
   "caption, attribute, message",
   [

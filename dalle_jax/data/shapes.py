@@ -362,12 +362,14 @@ def swapped_caption(
   colour, shape = chosen.groups()
   if attribute == "shape":
     group = 2
-    others = [s for s in SHAPES if (colour, s) not in HELD_OUT_PAIRS]
-    others.remove(shape)
+    others = [
+      s for s in SHAPES if s != shape and (colour, s) not in HELD_OUT_PAIRS
+    ]
   else:
     group = 1
-    others = [c for c in COLOURS if (c, shape) not in HELD_OUT_PAIRS]
-    others.remove(colour)
+    others = [
+      c for c in COLOURS if c != colour and (c, shape) not in HELD_OUT_PAIRS
+    ]
   start, end = chosen.span(group)
   return caption[:start] + _pick(rng, others) + caption[end:]
 
