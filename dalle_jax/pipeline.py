@@ -43,6 +43,7 @@ from dalle_jax import config as config_lib
 from dalle_jax import train as train_lib
 from dalle_jax.configs import default as default_config
 from dalle_jax.data import pipeline as data_pipeline
+from dalle_jax.tasks import clip as clip_task
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +52,10 @@ STAGES_FILE = report.STAGES_FILE
 TOKENIZER_RECORD = "tokenizer.json"
 TRAINED_STAGES = default_config.STAGES
 STEPS = ("tokenizer", *TRAINED_STAGES, "evaluation")
-# The steps whose outputs each step reads. CLIP trains on the data alone;
-# the transformer on the dVAE's codes; the evaluation uses every stage.
+# The steps whose outputs each step reads. CLIP trains on the data alone
+# (and on the dVAE's reconstructions with `clip.dvae.reconstruct`, see
+# `step_inputs`); the transformer on the dVAE's codes; the evaluation uses
+# every stage.
 STEP_INPUTS = {
   "tokenizer": (),
   "dvae": ("tokenizer",),
@@ -60,6 +63,19 @@ STEP_INPUTS = {
   "transformer": ("tokenizer", "dvae"),
   "evaluation": ("tokenizer", "dvae", "clip", "transformer"),
 }
+# The stages whose config names a dVAE (`<stage>.dvae.workdir`), pointed at
+# the pipeline's own.
+DVAE_READERS = ("clip", "transformer")
+
+
+def step_inputs(config: ConfigDict) -> dict[str, tuple[str, ...]]:
+  """STEP_INPUTS for this config: CLIP on reconstructions reads the dVAE."""
+  inputs = dict(STEP_INPUTS)
+  if clip_task.reconstructs_images(config.clip):
+    inputs["clip"] = (*inputs["clip"], "dvae")
+  return inputs
+
+
 # What a step did in a run (stages.json).
 TRAINED, RESUMED, REPLACED, SKIPPED = (
   "trained",
@@ -258,12 +274,13 @@ def validate(config: ConfigDict, root: str | None = None) -> None:
         f"config.{stage}.task={config[stage].task!r} must be {stage!r}."
       )
   own_dvae = os.path.join(root or "<workdir>", "dvae")
-  dvae_workdir = config.transformer.dvae.workdir
-  if dvae_workdir and os.path.abspath(dvae_workdir) != own_dvae:
-    problems.append(
-      f"config.transformer.dvae.workdir={dvae_workdir!r}: the pipeline "
-      f"trains the transformer on its own dVAE ({own_dvae}); leave it ''."
-    )
+  for stage in DVAE_READERS:
+    dvae_workdir = config[stage].dvae.workdir
+    if dvae_workdir and os.path.abspath(dvae_workdir) != own_dvae:
+      problems.append(
+        f"config.{stage}.dvae.workdir={dvae_workdir!r}: the pipeline "
+        f"gives the {stage} stage its own dVAE ({own_dvae}); leave it ''."
+      )
   evaluation = config.evaluation
   unknown = set(evaluation.splits) - set(generation_eval.SPLITS)
   # A folder is always evaluated on its validation split.
@@ -325,7 +342,7 @@ def stage_configs(config: ConfigDict, root: str) -> dict[str, ConfigDict]:
   for stage in TRAINED_STAGES:
     stage_config = config[stage].copy_and_resolve_references()
     stage_config.tokenizer.path = os.path.abspath(tokenizer)
-    if stage == "transformer":
+    if stage in DVAE_READERS:
       stage_config.dvae.workdir = os.path.join(root, "dvae")
     configs[stage] = stage_config
   return configs
@@ -472,8 +489,9 @@ def run(config: ConfigDict, root: str) -> dict[str, float]:
   stamp = time.strftime("%Y%m%d-%H%M%S")
   start = time.perf_counter()
   ran = []  # steps that trained, resumed or were replaced in this run
+  inputs = step_inputs(config)
   for step in make_steps(config, root):
-    upstream = next((n for n in STEP_INPUTS[step.name] if n in ran), None)
+    upstream = next((n for n in inputs[step.name] if n in ran), None)
     action, _ = run_step(step, log, upstream, stamp)
     if action != SKIPPED:
       ran.append(step.name)

@@ -19,7 +19,9 @@ from dalle_jax.models.clip import (
   pooled_positions,
   preprocess_images,
 )
+from dalle_jax.models.dvae import DVAE
 from dalle_jax.tasks import clip as clip_task
+from dalle_jax.tasks import transformer as transformer_task
 from dalle_jax.tokenizer import Tokenizer, train_tokenizer
 from dalle_jax.train import run
 
@@ -300,6 +302,43 @@ def test_hard_negatives_default_to_what_the_data_set_allows(changes, expected):
   count, _ = config_lib.check_hard_negatives(config.data)
   assert count == expected
   config_lib.validate(config)  # the folder default is not refused
+
+
+def test_with_reconstruct_clip_sees_the_dvae_s_reconstructions(dvae_workdir):
+  config = tiny_config(
+    **{"dvae.workdir": dvae_workdir, "dvae.reconstruct": True}
+  )
+  task = clip_task.make_task(config)
+  params = jax.jit(lambda key: sharding.unbox(task.init(key)))(
+    jax.random.key(0)
+  ).params
+  batch = _random_batch(config, seed=5)
+  metrics = jax.jit(task.eval_step)(params, batch, jax.random.key(0))
+  # Independently: the dVAE's saved params, applied by hand, then the plain
+  # task (on whatever images it is given) with the same CLIP params.
+  dvae_config = transformer_task.read_dvae_config(dvae_workdir)
+  dvae = DVAE(dvae_config)
+  dvae_params = checkpoint.load_params(dvae_workdir)
+  codes = dvae.apply({"params": dvae_params}, batch["image"], method="encode")
+  reconstructions = dvae.apply({"params": dvae_params}, codes, method="decode")
+  assert not np.array_equal(reconstructions, batch["image"])
+  plain = clip_task.make_task(tiny_config())
+  expected = jax.jit(plain.eval_step)(
+    params, dict(batch, image=np.asarray(reconstructions)), jax.random.key(0)
+  )
+  np.testing.assert_allclose(metrics["loss"], expected["loss"], rtol=1e-6)
+
+
+def test_reconstruct_with_a_dvae_of_another_size_is_refused(dvae_workdir):
+  config = tiny_config(
+    **{
+      "dvae.workdir": dvae_workdir,
+      "dvae.reconstruct": True,
+      "data.image_size": 64,
+    }
+  )
+  with pytest.raises(ValueError, match="image size is 32 but"):
+    clip_task.make_task(config)
 
 
 def test_tokenizer_larger_than_text_vocabulary_is_refused(tmp_path):

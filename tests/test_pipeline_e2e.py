@@ -374,6 +374,17 @@ def test_default_config_builds_and_validates(variant, tmp_path):
     values = {config_lib.get_field(stages[s], field) for s in stages}
     assert values == {config_lib.get_field(config, field)}
   assert stages["transformer"].dvae.workdir == os.path.join(root, "dvae")
+  assert stages["clip"].dvae.workdir == os.path.join(root, "dvae")
+
+
+@pytest.mark.parametrize("reconstruct", [False, True])
+def test_clip_reads_the_dvae_only_on_reconstructions(reconstruct):
+  config = config_lib.load_config(
+    f"{DEFAULT}:variant=tiny", {"clip.dvae.reconstruct": reconstruct}
+  )
+  inputs = pipeline.step_inputs(config)
+  assert ("dvae" in inputs["clip"]) == reconstruct
+  assert inputs["transformer"] == pipeline.STEP_INPUTS["transformer"]
 
 
 def test_shared_fields_follow_overrides_from_any_section():
@@ -409,7 +420,11 @@ def test_train_command_line_reads_the_default_config():
       {"data.name": "folder", "data.folder": "/photos"},
       "is not a directory",
     ),
-    ({"transformer.dvae.workdir": "/elsewhere"}, "trains the transformer on"),
+    (
+      {"transformer.dvae.workdir": "/elsewhere"},
+      "gives the transformer stage its own dVAE",
+    ),
+    ({"clip.dvae.workdir": "/elsewhere"}, "gives the clip stage its own dVAE"),
     ({"evaluation.splits": ("train",)}, "use one or more of"),
     ({"evaluation.num_candidates": 0}, "num_candidates=0 must be at least 1"),
     ({"dvae.task": "clip"}, "config.dvae.task='clip' must be 'dvae'"),

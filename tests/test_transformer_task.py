@@ -10,43 +10,20 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dalle_jax import checkpoint, sharding, summaries
+from dalle_jax import checkpoint, summaries
 from dalle_jax import config as config_lib
-from dalle_jax.models.dvae import DVAE
 from dalle_jax.models.transformer import Transformer, TransformerConfig
-from dalle_jax.tasks import dvae as dvae_task
 from dalle_jax.tasks import transformer as transformer_task
 from dalle_jax.tokenizer import Tokenizer, train_tokenizer
 from dalle_jax.train import run
 
 CONFIGS = os.path.join(os.path.dirname(config_lib.__file__), "configs")
-DVAE_CONFIG = os.path.join(CONFIGS, "dvae.py")
 TRANSFORMER_CONFIG = os.path.join(CONFIGS, "transformer.py")
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
   return str(tmp_path_factory.mktemp("datasets"))
-
-
-@pytest.fixture(scope="module")
-def dvae_workdir(tmp_path_factory):
-  """A tiny dVAE work directory as the dVAE stage leaves it.
-
-  Its config.json and exported params, written by the functions the stage
-  uses; the params are a random initialisation, whose codes are as good as
-  trained ones for training a prior on them (and it takes a second, not the
-  20 s of a dVAE run).
-  """
-  workdir = str(tmp_path_factory.mktemp("dvae"))
-  config = config_lib.load_config(f"{DVAE_CONFIG}:variant=tiny")
-  model = DVAE(dvae_task.model_config(config))
-  images = np.zeros((1, 32, 32, 3), np.uint8)
-  rng = jax.random.key(0)
-  params = jax.jit(model.init)(rng, images, rng, 1.0)["params"]
-  checkpoint.check_or_write_config(workdir, config)
-  checkpoint.export_params(workdir, sharding.unbox(params))
-  return workdir
 
 
 def tiny_config(data_dir, dvae_workdir, **overrides):

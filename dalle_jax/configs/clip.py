@@ -38,7 +38,7 @@ captions. The model initialises its log temperature at ln(1 / 0.07) and the
 task clamps it to [0, ln 100] after every update.
 """
 
-from ml_collections import config_dict
+from ml_collections import ConfigDict, config_dict
 
 from dalle_jax import config as config_lib
 
@@ -91,6 +91,13 @@ def get_config(arg: str | None = None):
   # whose captions have no swap rule); an explicit K > 0 needs Shapes.
   config.data.hard_negatives = config_dict.placeholder(int)
   config.data.hard_negative_attributes = ("shape",)
+  # CLIP reranks the dVAE's decodings; with `reconstruct` it trains and
+  # evaluates on the frozen dVAE's reconstructions of its images instead of
+  # the renderings (experiments/clip_domain_gap.py measures the gap). The
+  # pipeline points `workdir` at its own dVAE.
+  config.dvae = ConfigDict()
+  config.dvae.workdir = "runs/dvae"
+  config.dvae.reconstruct = False
   config.train.num_steps = 1_200
   config.train.log_every = 50
   config.train.eval_every = 200

@@ -116,6 +116,7 @@ def get_config(arg: str | None = None):
   # tokenizer.path is '') and points every stage at it; the transformer
   # encodes images with the pipeline's own dVAE (<workdir>/dvae).
   config.transformer.dvae.workdir = ""
+  config.clip.dvae.workdir = ""
   config.data, config.tokenizer = _shared_sections(config.transformer)
   _share_fields(config)
 

@@ -45,6 +45,7 @@ from dalle_jax.models.clip import (
   CLIPConfig,
   preprocess_images,
 )
+from dalle_jax.models.dvae import DVAE
 from dalle_jax.tasks import transformer as transformer_task
 from dalle_jax.tasks.base import Task, norm_metrics
 from dalle_jax.tokenizer import Tokenizer
@@ -181,6 +182,32 @@ def ranked_images(images: jax.Array, logits_per_image: jax.Array) -> jax.Array:
   return jnp.concatenate([images[:, None], images[order]], axis=1)
 
 
+def reconstructs_images(config: ConfigDict) -> bool:
+  """Whether CLIP sees the dVAE's reconstructions (`config.dvae`)."""
+  return bool(config.get("dvae") and config.dvae.get("reconstruct", False))
+
+
+def _image_view(config: ConfigDict):
+  """`[B, S, S, 3] uint8 -> [B, S, S, 3] uint8`: the images CLIP sees.
+
+  The identity, or with `config.dvae.reconstruct` the frozen dVAE's
+  reconstruction (argmax codes, then their decoding): the domain of the
+  candidates CLIP reranks, in which a plus's thin arms blur.
+  """
+  if not reconstructs_images(config):
+    return lambda images: images
+  dvae, dvae_params = transformer_task.load_frozen_dvae(
+    config, transformer_task.IMAGE_SIZE_FIT
+  )
+  variables = {"params": dvae_params}
+
+  def reconstruct(images):
+    codes = dvae.apply(variables, images, method=DVAE.encode)
+    return dvae.apply(variables, codes, method=DVAE.decode)
+
+  return reconstruct
+
+
 def make_task(config: ConfigDict, tokenizer: Tokenizer | None = None) -> Task:
   """Builds the CLIP task from the run config.
 
@@ -198,6 +225,7 @@ def make_task(config: ConfigDict, tokenizer: Tokenizer | None = None) -> Task:
     transformer_task.check_tokenizer_fits(tokenizer, config)
   model = CLIP(clip_config)
   tx, learning_rate = optim.make_optimizer(config.optim, config.train.num_steps)
+  seen_images = _image_view(config)
 
   def init(rng: jax.Array) -> TrainState:
     side = clip_config.image_size
@@ -209,7 +237,7 @@ def make_task(config: ConfigDict, tokenizer: Tokenizer | None = None) -> Task:
   def similarities(params, images, text_tokens):
     """`[B, N] float32` scaled similarities of B images and N captions."""
     logits_per_image, _ = model.apply(
-      {"params": params}, preprocess_images(images), text_tokens
+      {"params": params}, preprocess_images(seen_images(images)), text_tokens
     )
     return logits_per_image
 
@@ -272,7 +300,7 @@ def make_task(config: ConfigDict, tokenizer: Tokenizer | None = None) -> Task:
 
   def preview(params, batch):
     logits = similarities(params, batch["image"], batch["text_tokens"])
-    return ranked_images(batch["image"], logits)
+    return ranked_images(seen_images(batch["image"]), logits)
 
   host_eval = None
   if config.data.name == "shapes" and tokenizer is not None:

@@ -181,19 +181,33 @@ def read_dvae_config(workdir: str) -> DVAEConfig:
   return dvae_task.model_config(ConfigDict(saved))
 
 
-def check_dvae_fits(dvae_config: DVAEConfig, config: ConfigDict) -> None:
+# What a config must share with the dVAE it reads: (what, DVAEConfig
+# attribute, config field). The transformer reads codes, so all three;
+# CLIP on reconstructions only sees images (`IMAGE_SIZE_FIT`).
+DVAE_FITS = (
+  ("image size", "image_size", "data.image_size"),
+  ("grid side", "grid_size", "model.grid_side"),
+  ("codebook size", "vocab_size", "model.image_vocab_size"),
+)
+IMAGE_SIZE_FIT = DVAE_FITS[:1]
+
+
+def check_dvae_fits(
+  dvae_config: DVAEConfig, config: ConfigDict, fits=DVAE_FITS
+) -> None:
   """Refuses a dVAE whose images, grid or codebook differ from the config's.
+
+  Args:
+    dvae_config: the dVAE's hyperparameters.
+    config: the run config that reads the dVAE.
+    fits: the (what, DVAEConfig attribute, config field) triples to compare.
 
   Raises:
     ValueError: naming each differing value, the dVAE's and the config's.
   """
-  pairs = (
-    ("image size", dvae_config.image_size, "data.image_size"),
-    ("grid side", dvae_config.grid_size, "model.grid_side"),
-    ("codebook size", dvae_config.vocab_size, "model.image_vocab_size"),
-  )
   problems = []
-  for what, dvae_value, field in pairs:
+  for what, attribute, field in fits:
+    dvae_value = getattr(dvae_config, attribute)
     value = config_lib.get_field(config, field)
     if dvae_value != value:
       problems.append(
@@ -208,15 +222,19 @@ def check_dvae_fits(dvae_config: DVAEConfig, config: ConfigDict) -> None:
     )
 
 
-def load_frozen_dvae(config: ConfigDict) -> tuple[DVAE, dict]:
+def load_frozen_dvae(config: ConfigDict, fits=DVAE_FITS) -> tuple[DVAE, dict]:
   """Checks and loads the dVAE of `config.dvae.workdir`, replicated.
+
+  Args:
+    config: the run config that reads the dVAE.
+    fits: what the config must share with it (see `check_dvae_fits`).
 
   Returns:
     (the DVAE module, its exported params replicated over the config's mesh).
   """
   workdir = os.path.abspath(config.dvae.workdir) if config.dvae.workdir else ""
   dvae_config = read_dvae_config(workdir)
-  check_dvae_fits(dvae_config, config)
+  check_dvae_fits(dvae_config, config, fits)
   model = DVAE(dvae_config)
   size = dvae_config.image_size
   rng = jax.random.key(0)
