@@ -27,6 +27,22 @@ hardly moves (K=1: 93 / 74% image->text on validation / zero_shot).
 `--config.data.hard_negatives=0` turns them off; a folder of images gets
 none (its captions have no swap rule).
 
+Reconstructions (`dvae.reconstruct`, off by default; `dvae.workdir` a
+finished dVAE run, which the pipeline sets to its own): CLIP trains and
+evaluates on the frozen dVAE's reconstructions of its images, the domain
+of the decoded candidates it reranks. On renderings CLIP tells a plus from
+a shape-swapped caption for 95-100% of images, on the dVAE's
+reconstructions of the same images for 71-86%
+(`experiments/clip_domain_gap.py`), and every wrong pick of the default
+run's reranking is a plus. Each step then also runs the dVAE's encoder and
+decoder on the batch (about 0.3 s more a step on 2 cores). Measured
+(2026-11-22, runs/clip_s9_recon, the default run's dVAE and tokenizer, one
+hard negative): retrieval top-1 image->text 95.7% on validation and 85.2%
+on zero_shot (on reconstructions; 93 / 74% for the default CLIP on
+renderings), but as the reranker of the default run's candidates best of
+64 is 84.4 / 93.8% (zero_shot / validation) against 85.9 / 92.2% for the
+default CLIP: no better, so it stays off.
+
 `images/` shows, for each of the first validation captions, its own image
 and then the batch ranked by CLIP score, best first. `variant=tiny` runs in
 seconds (tests); `variant=paper` is OpenAI's ViT-B/32 (Radford et al. 2021)
