@@ -63,15 +63,26 @@ STEP_INPUTS = {
   "transformer": ("tokenizer", "dvae"),
   "evaluation": ("tokenizer", "dvae", "clip", "transformer"),
 }
-# The stages whose config names a dVAE (`<stage>.dvae.workdir`), pointed at
-# the pipeline's own.
+# The stages whose config names a dVAE (`<stage>.dvae.workdir`); the
+# pipeline gives them its own when they read it (`reads_dvae`).
 DVAE_READERS = ("clip", "transformer")
+
+
+def reads_dvae(stage: str, stage_config: ConfigDict) -> bool:
+  """Whether a trained stage reads the pipeline's dVAE.
+
+  The transformer always does; CLIP only on reconstructions, and otherwise
+  its settings name no dVAE.
+  """
+  if stage == "clip":
+    return clip_task.reconstructs_images(stage_config)
+  return stage == "transformer"
 
 
 def step_inputs(config: ConfigDict) -> dict[str, tuple[str, ...]]:
   """STEP_INPUTS for this config: CLIP on reconstructions reads the dVAE."""
   inputs = dict(STEP_INPUTS)
-  if clip_task.reconstructs_images(config.clip):
+  if reads_dvae("clip", config.clip):
     inputs["clip"] = (*inputs["clip"], "dvae")
   return inputs
 
@@ -342,7 +353,7 @@ def stage_configs(config: ConfigDict, root: str) -> dict[str, ConfigDict]:
   for stage in TRAINED_STAGES:
     stage_config = config[stage].copy_and_resolve_references()
     stage_config.tokenizer.path = os.path.abspath(tokenizer)
-    if stage in DVAE_READERS:
+    if reads_dvae(stage, stage_config):
       stage_config.dvae.workdir = os.path.join(root, "dvae")
     configs[stage] = stage_config
   return configs

@@ -374,17 +374,19 @@ def test_default_config_builds_and_validates(variant, tmp_path):
     values = {config_lib.get_field(stages[s], field) for s in stages}
     assert values == {config_lib.get_field(config, field)}
   assert stages["transformer"].dvae.workdir == os.path.join(root, "dvae")
-  assert stages["clip"].dvae.workdir == os.path.join(root, "dvae")
 
 
 @pytest.mark.parametrize("reconstruct", [False, True])
-def test_clip_reads_the_dvae_only_on_reconstructions(reconstruct):
+def test_clip_reads_the_dvae_only_on_reconstructions(reconstruct, tmp_path):
   config = config_lib.load_config(
     f"{DEFAULT}:variant=tiny", {"clip.dvae.reconstruct": reconstruct}
   )
   inputs = pipeline.step_inputs(config)
   assert ("dvae" in inputs["clip"]) == reconstruct
   assert inputs["transformer"] == pipeline.STEP_INPUTS["transformer"]
+  root = str(tmp_path)
+  workdir = pipeline.stage_configs(config, root)["clip"].dvae.workdir
+  assert workdir == (os.path.join(root, "dvae") if reconstruct else "")
 
 
 def test_shared_fields_follow_overrides_from_any_section():
