@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
@@ -47,8 +48,12 @@ LABEL_FONT_SIZE = 12
 LABEL_LINE_HEIGHT = 15
 
 
+@functools.cache
 def label_font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-  """The font of every label under a picture (Pillow's built-in one)."""
+  """The font of every label under a picture (Pillow's built-in one).
+
+  Loaded once: a grid draws a label under every tile.
+  """
   return ImageFont.load_default(size=LABEL_FONT_SIZE)
 
 

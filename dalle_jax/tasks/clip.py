@@ -234,12 +234,16 @@ def make_task(config: ConfigDict, tokenizer: Tokenizer | None = None) -> Task:
     params = model.init(rng, images, tokens)["params"]
     return TrainState.create(params, tx, config.optim.ema_decay)
 
-  def similarities(params, images, text_tokens):
-    """`[B, N] float32` scaled similarities of B images and N captions."""
+  def view_similarities(params, viewed_images, text_tokens):
+    """Like `similarities`, for images already in the view CLIP sees."""
     logits_per_image, _ = model.apply(
-      {"params": params}, preprocess_images(seen_images(images)), text_tokens
+      {"params": params}, preprocess_images(viewed_images), text_tokens
     )
     return logits_per_image
+
+  def similarities(params, images, text_tokens):
+    """`[B, N] float32` scaled similarities of B images and N captions."""
+    return view_similarities(params, seen_images(images), text_tokens)
 
   def loss_fn(params, batch):
     captions = batch["text_tokens"]
@@ -299,8 +303,10 @@ def make_task(config: ConfigDict, tokenizer: Tokenizer | None = None) -> Task:
     return eval_metrics(params, batch)
 
   def preview(params, batch):
-    logits = similarities(params, batch["image"], batch["text_tokens"])
-    return ranked_images(seen_images(batch["image"]), logits)
+    # The ranked images are the ones CLIP saw: viewed (reconstructed) once.
+    viewed = seen_images(batch["image"])
+    logits = view_similarities(params, viewed, batch["text_tokens"])
+    return ranked_images(viewed, logits)
 
   host_eval = None
   if config.data.name == "shapes" and tokenizer is not None:
