@@ -322,6 +322,29 @@ def check_hard_negatives(data: ConfigDict) -> tuple[int, tuple[str, ...]]:
   return count, attributes
 
 
+def check_negative_images(data: ConfigDict) -> bool:
+  """`data.negative_images`: whether each image brings a shape-swapped twin.
+
+  An absent field reads as False.
+
+  Raises:
+    ValueError: if asked for on other data than Shapes (the twin is drawn
+      from the rendering's own shapes, `shapes.swapped_shape_image`).
+  """
+  wanted = data.get("negative_images", False)
+  if not isinstance(wanted, bool):
+    raise ValueError(
+      f"config.data.negative_images={wanted!r} must be True or False."
+    )
+  if wanted and data.name != "shapes":
+    raise ValueError(
+      "config.data.negative_images=True needs Shapes renderings (it redraws "
+      f"one object as another shape), but config.data.name={data.name!r}; "
+      "set it to False."
+    )
+  return wanted
+
+
 def validate(config: ConfigDict) -> None:
   """Checks cross-field constraints that a locked config cannot express."""
   problems = []
@@ -342,10 +365,11 @@ def validate(config: ConfigDict) -> None:
       problems.append(f"config.train.{field}={train[field]} must be > 0.")
   if train.keep_checkpoints < 1:
     problems.append("config.train.keep_checkpoints must be at least 1.")
-  try:
-    check_hard_negatives(config.data)
-  except ValueError as error:
-    problems.append(str(error))
+  for check in (check_hard_negatives, check_negative_images):
+    try:
+      check(config.data)
+    except ValueError as error:
+      problems.append(str(error))
   if problems:
     raise ValueError("Invalid config:\n  " + "\n  ".join(problems))
 

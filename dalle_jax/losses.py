@@ -355,6 +355,7 @@ LOGIT_SCALE_MAX = math.log(100.0)
 def clip_contrastive_loss(
   logits_per_image: jax.Array,
   negative_logits: jax.Array | None = None,
+  negative_image_logits: jax.Array | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Symmetric InfoNCE: image i's caption is caption i, and vice versa.
 
@@ -366,6 +367,10 @@ def clip_contrastive_loss(
       scene in one detail). They join the candidates of image i's
       image->text cross-entropy only: a negative caption has no image, so
       text->image is unchanged.
+    negative_image_logits: optional `[B, M] float`, caption i's
+      similarities with M hard-negative images of its own (its image with
+      one detail changed). They join the candidates of caption i's
+      text->image cross-entropy only, symmetrically.
 
   Returns:
     `(loss, metrics)`: `loss` a float32 scalar, the mean of the
@@ -374,7 +379,9 @@ def clip_contrastive_loss(
     `text_to_image_loss`, `image_to_text_accuracy` (fraction of images
     whose most similar caption is their own) and `text_to_image_accuracy`;
     with negatives also `hard_negative_accuracy`, the fraction of (image,
-    negative) pairs where the image's own caption scores higher.
+    negative) pairs where the image's own caption scores higher; with
+    negative images `negative_image_accuracy`, the same for (caption,
+    negative image) pairs.
   """
   logits = logits_per_image.astype(jnp.float32)
   diagonal = jnp.diagonal(logits)
@@ -383,8 +390,13 @@ def clip_contrastive_loss(
     image_rows = jnp.concatenate(
       [logits, negative_logits.astype(jnp.float32)], axis=1
     )
+  text_rows = logits.T  # [captions, images]
+  if negative_image_logits is not None:
+    text_rows = jnp.concatenate(
+      [text_rows, negative_image_logits.astype(jnp.float32)], axis=1
+    )
   image_to_text = jnp.mean(jax.nn.logsumexp(image_rows, axis=1) - diagonal)
-  text_to_image = jnp.mean(jax.nn.logsumexp(logits, axis=0) - diagonal)
+  text_to_image = jnp.mean(jax.nn.logsumexp(text_rows, axis=1) - diagonal)
   loss = (image_to_text + text_to_image) / 2
   labels = jnp.arange(logits.shape[0])
   metrics = {
@@ -394,11 +406,15 @@ def clip_contrastive_loss(
     "image_to_text_accuracy": jnp.mean(
       jnp.argmax(image_rows, axis=1) == labels
     ),
-    "text_to_image_accuracy": jnp.mean(jnp.argmax(logits, axis=0) == labels),
+    "text_to_image_accuracy": jnp.mean(jnp.argmax(text_rows, axis=1) == labels),
   }
   if negative_logits is not None:
     metrics["hard_negative_accuracy"] = jnp.mean(
       diagonal[:, None] > negative_logits, dtype=jnp.float32
+    )
+  if negative_image_logits is not None:
+    metrics["negative_image_accuracy"] = jnp.mean(
+      diagonal[:, None] > negative_image_logits, dtype=jnp.float32
     )
   return loss, metrics
 

@@ -12,7 +12,7 @@ from PIL import Image
 
 from dalle_jax import checkpoint, sharding, summaries
 from dalle_jax import config as config_lib
-from dalle_jax.data import pipeline
+from dalle_jax.data import pipeline, shapes
 from dalle_jax.models.clip import (
   CLIP,
   POOL_FIRST_AT_LEAST,
@@ -70,8 +70,8 @@ def test_model_config_follows_the_run_config():
   )
   assert model.embed_dim == config.model.embed_dim
   # BPE ids below 256, then one pad id per text position (tokenizer.py).
-  assert model.text_length == 32
-  assert model.text_vocab_size == 256 + 32
+  assert model.text_length == 16
+  assert model.text_vocab_size == 256 + 16
   assert model.text_pooling == POOL_FIRST_AT_LEAST
   assert model.eos_token == 256
 
@@ -246,11 +246,50 @@ def test_hard_negatives_join_each_image_s_caption_choice(ema_steps):
   )
 
 
+def test_negative_images_join_each_caption_s_image_choice(ema_steps):
+  init, train_step = ema_steps
+  config = tiny_config()
+  state = init(jax.random.key(0))
+  batch = _random_batch(config, seed=5)
+  batch["negative_image"] = np.random.default_rng(6).integers(
+    0, 256, batch["image"].shape, dtype=np.uint8
+  )
+  _, metrics = train_step(state, batch, jax.random.key(0))
+  # Independently: embed images, negative images and captions one by one.
+  model = CLIP(clip_task.model_config(config))
+  variables = {"params": state.params}
+
+  def embed(images):
+    return np.asarray(
+      model.apply(variables, preprocess_images(images), method="embed_image"),
+      np.float64,
+    )
+
+  images, twins = embed(batch["image"]), embed(batch["negative_image"])
+  texts = np.asarray(
+    model.apply(variables, batch["text_tokens"], method="embed_text"),
+    np.float64,
+  )
+  scale = np.exp(float(state.params["logit_scale"]))
+  logits = scale * images @ texts.T
+  own = scale * np.sum(twins * texts, axis=1)  # caption i vs its twin
+  columns = np.concatenate([logits.T, own[:, None]], axis=1)
+  image_to_text = np.mean(np.log(np.exp(logits).sum(axis=1)) - np.diag(logits))
+  text_to_image = np.mean(np.log(np.exp(columns).sum(axis=1)) - np.diag(logits))
+  np.testing.assert_allclose(
+    metrics["loss"], (image_to_text + text_to_image) / 2, rtol=1e-4
+  )
+  np.testing.assert_allclose(
+    metrics["negative_image_accuracy"], np.mean(np.diag(logits) > own)
+  )
+
+
 def test_shapes_batches_carry_shape_swapped_negatives(tmp_path, data_dir):
   # Whole captions: the tiny variant's 8 tokens would cut some shapes off.
   overrides = {
     "data.hard_negatives": 3,
     "data.hard_negative_attributes": ("shape", "colour"),
+    "data.negative_images": True,
     "data.text_length": 32,
   }
   config = tiny_config(data_dir, **overrides)
@@ -267,6 +306,16 @@ def test_shapes_batches_carry_shape_swapped_negatives(tmp_path, data_dir):
   # Each negative is its caption with one word swapped: other tokens.
   captions = np.asarray(batch["text_tokens"])
   assert np.all(np.any(negatives != captions[:, None], axis=-1))
+  # Each image's twin is itself with one object's shape redrawn.
+  images, twins = (
+    np.asarray(batch["image"]),
+    np.asarray(batch["negative_image"]),
+  )
+  assert twins.shape == images.shape and twins.dtype == np.uint8
+  for image, twin in zip(images, twins, strict=True):
+    before, after = shapes.find_objects(image), shapes.find_objects(twin)
+    assert [o[0] for o in before] == [o[0] for o in after]  # colours
+    assert sum(b[1] != a[1] for b, a in zip(before, after, strict=True)) == 1
 
 
 @pytest.mark.parametrize(
@@ -286,6 +335,13 @@ def test_shapes_batches_carry_shape_swapped_negatives(tmp_path, data_dir):
 def test_bad_hard_negatives_are_refused(changes, message):
   with pytest.raises(ValueError, match=message):
     config_lib.check_hard_negatives(tiny_config(**changes).data)
+
+
+def test_negative_images_need_shapes():
+  changes = {"data.negative_images": True, "data.name": "folder"}
+  with pytest.raises(ValueError, match="needs Shapes renderings"):
+    config_lib.check_negative_images(tiny_config(**changes).data)
+  assert not config_lib.check_negative_images(tiny_config().data)
 
 
 @pytest.mark.parametrize(

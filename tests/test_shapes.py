@@ -5,6 +5,7 @@ sides, grid centres, shape outlines) instead of reusing the generator's
 constants or masks.
 """
 
+import dataclasses
 import re
 
 import numpy as np
@@ -340,6 +341,53 @@ def test_swapped_caption_of_a_held_out_pair_names_a_seen_one(attribute):
 def test_swapped_caption_errors(caption, attribute, message):
   with pytest.raises(ValueError, match=message):
     shapes.swapped_caption(caption, np.random.default_rng(0), attribute)
+
+
+@pytest.mark.parametrize("split", ["train", "zero_shot"])
+def test_swapped_shape_image_redraws_one_object_as_a_seen_pair(split):
+  # Reference: the scene itself, re-rendered with one object's shape
+  # changed; the swap must equal one of those renderings.
+  rng = np.random.default_rng(0)
+  swapped_objects = set()
+  for index in range(120):
+    scene = shapes.sample_scene(
+      shapes.example_rng(split, index, 0), split, num_objects=1 + index % 2
+    )
+    image = shapes.render(scene, 32)
+    swapped = shapes.swapped_shape_image(image, rng)
+    matches = [
+      (i, new)
+      for i, obj in enumerate(scene.objects)
+      for new in SHAPE_NAMES
+      if new != obj.shape
+      and np.array_equal(
+        swapped,
+        shapes.render(
+          dataclasses.replace(
+            scene,
+            objects=tuple(
+              dataclasses.replace(o, shape=new) if j == i else o
+              for j, o in enumerate(scene.objects)
+            ),
+          ),
+          32,
+        ),
+      )
+    ]
+    assert len(matches) == 1, (scene, matches)
+    (i, new), colour = matches[0], scene.objects[matches[0][0]].colour
+    assert (colour, new) not in HELD_OUT
+    swapped_objects.add((len(scene.objects), i))
+  assert swapped_objects == {(1, 0), (2, 0), (2, 1)}
+
+
+def test_swapped_shape_image_refuses_other_pictures():
+  rng = np.random.default_rng(0)
+  noise = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+  with pytest.raises(ValueError, match="not a flat palette shape"):
+    shapes.swapped_shape_image(noise, rng)
+  with pytest.raises(ValueError, match="no object whose shape"):
+    shapes.swapped_shape_image(np.zeros((32, 32, 3), np.uint8), rng)
 
 
 def test_paraphrases_include_canonical_and_three_templates():

@@ -67,7 +67,7 @@ def get_config(arg: str | None = None):
   config.task = "clip"
 
   config.data.image_size = 64
-  config.data.text_length = 32
+  config.data.text_length = 16  # as the transformer's (see its config)
   config.tokenizer.vocab_size = 256
 
   config.model.patch_size = 8
@@ -107,6 +107,10 @@ def get_config(arg: str | None = None):
   # whose captions have no swap rule); an explicit K > 0 needs Shapes.
   config.data.hard_negatives = config_dict.placeholder(int)
   config.data.hard_negative_attributes = ("shape",)
+  # Each image also brings its twin with one object redrawn as another
+  # shape (same colour and box, a seen pair), a negative for its caption
+  # on the text->image side (Shapes only): the direction reranking uses.
+  config.data.negative_images = False
   # CLIP reranks the dVAE's decodings; with `reconstruct` it trains and
   # evaluates on the frozen dVAE's reconstructions of its images instead of
   # the renderings (experiments/clip_domain_gap.py measures the gap). The

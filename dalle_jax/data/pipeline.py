@@ -13,7 +13,10 @@ With `config.data.hard_negatives` K > 0 (Shapes only; the CLIP stage uses
 them), training batches add `"negative_text_tokens": [B, K, L] int32`: K
 captions per example, each its own caption with one object's shape or
 colour swapped (`shapes.swapped_caption`; which attribute is drawn
-uniformly from `config.data.hard_negative_attributes`).
+uniformly from `config.data.hard_negative_attributes`). With
+`config.data.negative_images` (Shapes only), they add `"negative_image":
+[B, S, S, 3] uint8`: each image with one object redrawn as another shape
+(`shapes.swapped_shape_image`), a picture its caption does not describe.
 """
 
 from __future__ import annotations
@@ -266,6 +269,7 @@ def train_iterator(
   per_host = host_batch_size(data.batch_size, mesh, rules)
   image_size, dropout = data.image_size, data.bpe_dropout
   negatives, swapped = config_lib.check_hard_negatives(data)
+  negative_images = config_lib.check_negative_images(data)
 
   def load_batch(indices, rng: np.random.Generator):
     seed = int(rng.integers(2**31)) if dropout else None
@@ -278,6 +282,10 @@ def train_iterator(
         tokenizer,
         rng,
         swapped,
+      )
+    if negative_images:
+      features["negative_image"] = np.stack(
+        [shapes.swapped_shape_image(image, rng) for image in features["image"]]
       )
     return features
 

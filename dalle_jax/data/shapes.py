@@ -8,10 +8,12 @@ Shape letters: S is the canvas side in pixels, B a shape's box side.
 """
 
 import dataclasses
+import functools
 import itertools
 import re
 
 import numpy as np
+from scipy import ndimage
 
 COLOURS: dict[str, tuple[int, int, int]] = {
   "red": (220, 30, 30),
@@ -372,6 +374,107 @@ def swapped_caption(
     ]
   start, end = chosen.span(group)
   return caption[:start] + _pick(rng, others) + caption[end:]
+
+
+@functools.lru_cache(maxsize=256)
+def _read_only_mask(shape: str, height: int, width: int) -> np.ndarray:
+  """`shape_mask`, computed once per box (reading renderings back is hot)."""
+  mask = shape_mask(shape, height, width)
+  mask.flags.writeable = False
+  return mask
+
+
+def find_objects(
+  image: np.ndarray,
+) -> list[tuple[str, str, tuple[slice, slice]]]:
+  """The objects of a Shapes rendering, read back from its pixels.
+
+  Objects never touch (SHAPES.md's layout), every shape fills its box edge
+  to edge, and colours are flat palette entries, so each connected
+  non-black region is one object whose bounding box is its box.
+
+  Args:
+    image: [S, S, 3] uint8, a rendering (`render`) or its lossless copy.
+
+  Returns:
+    [(colour, shape, (rows, cols))] in reading order, the slices being the
+    object's box.
+
+  Raises:
+    ValueError: a region whose colour is not a palette entry or whose mask
+      is none of SHAPES at its box: the image is not a Shapes rendering.
+  """
+  labels, _ = ndimage.label(np.any(image != 0, axis=-1))
+  objects = []
+  for index, box in enumerate(ndimage.find_objects(labels), start=1):
+    mask = labels[box] == index
+    colour = tuple(int(v) for v in image[box][mask][0])
+    names = [name for name, rgb in COLOURS.items() if rgb == colour]
+    height, width = mask.shape
+    shapes = [
+      s
+      for s in SHAPES
+      if np.array_equal(_read_only_mask(s, height, width), mask)
+    ]
+    if not names or not shapes or not np.all(image[box][mask] == colour):
+      raise ValueError(
+        f"The region at rows {box[0].start}-{box[0].stop - 1}, columns "
+        f"{box[1].start}-{box[1].stop - 1} is not a flat palette shape; "
+        "image hard negatives (config.data.negative_images) need Shapes "
+        "renderings."
+      )
+    objects.append((names[0], shapes[0], box))
+  return objects
+
+
+def swapped_shape_image(
+  image: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+  """The rendering with one object redrawn as another shape.
+
+  The image-side twin of `swapped_caption`: the same scene, colour, box and
+  layout, one object's shape replaced, so the caption of the original no
+  longer holds. The new (colour, shape) pair is a seen one, so no held-out
+  pair is ever drawn.
+
+  Args:
+    image: [S, S, 3] uint8 Shapes rendering of seen pairs.
+    rng: picks the object (of two) and its new shape.
+
+  Returns:
+    [S, S, 3] uint8, a new array.
+
+  Raises:
+    ValueError: the image is not a Shapes rendering (`find_objects`), or no
+      object has a seen pair to swap to (an image of held-out pairs).
+  """
+  swappable = []  # (colour, shape, box, new shapes) per object
+  for colour, shape, box in find_objects(image):
+    height, width = box[0].stop - box[0].start, box[1].stop - box[1].start
+    old_mask = _read_only_mask(shape, height, width)
+    new_shapes = [
+      new
+      for new in SHAPES
+      if (colour, new) not in HELD_OUT_PAIRS
+      # At tiny boxes two shapes can rasterise alike; that is no swap.
+      and not np.array_equal(_read_only_mask(new, height, width), old_mask)
+    ]
+    if new_shapes:
+      swappable.append((colour, shape, box, new_shapes))
+  if not swappable:
+    raise ValueError(
+      "The image has no object whose shape can be swapped to a seen "
+      "(colour, shape) pair; image hard negatives need training renderings."
+    )
+  colour, shape, box, new_shapes = _pick(rng, swappable)
+  swapped = image.copy()
+  region = swapped[box]
+  height, width = region.shape[:2]
+  region[_read_only_mask(shape, height, width)] = 0
+  region[_read_only_mask(_pick(rng, new_shapes), height, width)] = COLOURS[
+    colour
+  ]
+  return swapped
 
 
 def example_rng(split: str, index: int, seed: int) -> np.random.Generator:

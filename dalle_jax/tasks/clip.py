@@ -11,7 +11,11 @@ captions of its own with one object's shape swapped (a seen pair still;
 `data.pipeline.hard_negative_tokens`; a colour can be swapped too), so
 that the image->text side must tell shapes apart for the same colours and
 layout, which is what reranking a prompt's candidates asks; random in-batch
-captions mostly differ in colour.
+captions mostly differ in colour. With `config.data.negative_images`, each
+caption also meets its image's twin with one object redrawn as another shape
+(`shapes.swapped_shape_image`): the text->image side, the direction in which
+the reranker compares one prompt's candidates, must then tell shapes apart
+at equal colours and layout too.
 
 Evaluation reports the loss and zero-shot retrieval accuracy on each
 evaluation batch (see `retrieval_accuracy`); on Shapes the host evaluation
@@ -247,22 +251,33 @@ def make_task(config: ConfigDict, tokenizer: Tokenizer | None = None) -> Task:
 
   def loss_fn(params, batch):
     captions = batch["text_tokens"]
+    batch_size = captions.shape[0]
     negatives = batch.get("negative_text_tokens")
-    if negatives is None:
-      logits = similarities(params, batch["image"], captions)
-      return losses.clip_contrastive_loss(logits)
-    # One text-tower pass over the B captions and their B x K negatives.
-    batch_size, count, length = negatives.shape
-    tokens = jnp.concatenate(
-      [captions, negatives.reshape(batch_size * count, length)]
-    )
-    logits = similarities(params, batch["image"], tokens)  # [B, B + B*K]
-    own_negatives = logits[:, batch_size:].reshape(
-      batch_size, batch_size, count
-    )
+    negative_images = batch.get("negative_image")
+    # One pass of each tower over everything the batch holds: the B images
+    # (then their B negative images), the B captions (then their B x K
+    # negative captions).
+    tokens, images = captions, batch["image"]
+    if negatives is not None:
+      count, length = negatives.shape[1:]
+      tokens = jnp.concatenate(
+        [captions, negatives.reshape(batch_size * count, length)]
+      )
+    if negative_images is not None:
+      images = jnp.concatenate([images, negative_images])
+    logits = similarities(params, images, tokens)  # [B (+B), B (+B*K)]
     rows = jnp.arange(batch_size)
+    own_negatives = None
+    if negatives is not None:
+      own_negatives = logits[:batch_size, batch_size:].reshape(
+        batch_size, batch_size, count
+      )[rows, rows]
+    negative_image_logits = None
+    if negative_images is not None:
+      # Caption i against image i's shape-swapped twin: [B, 1].
+      negative_image_logits = logits[batch_size + rows, rows][:, None]
     return losses.clip_contrastive_loss(
-      logits[:, :batch_size], own_negatives[rows, rows]
+      logits[:batch_size, :batch_size], own_negatives, negative_image_logits
     )
 
   def train_step(state: TrainState, batch, rng):
