@@ -43,6 +43,17 @@ renderings), but as the reranker of the default run's candidates best of
 64 is 84.4 / 93.8% (zero_shot / validation) against 85.9 / 92.2% for the
 default CLIP: no better, so it stays off.
 
+Image hard negatives (`data.negative_images`, off by default; Shapes):
+each image also brings its twin with one object redrawn as another shape
+(same colour and box, a seen pair), a negative for its caption on the
+text->image side, the direction in which reranking compares one prompt's
+candidates. The image tower then runs over twice the images: a step took
+0.97 s instead of about 0.5. Measured (2026-11-22, runs/clip_s10_negimg,
+text length 16, one hard negative caption too) as the reranker of the
+default run's candidates, best of 64 zero_shot / validation: 87.5 / 93.8%
+against 85.9 / 92.2% for the default CLIP, one prompt each, within the
+noise of 64 prompts, for twice CLIP's time: it stays off.
+
 `images/` shows, for each of the first validation captions, its own image
 and then the batch ranked by CLIP score, best first. `variant=tiny` runs in
 seconds (tests); `variant=paper` is OpenAI's ViT-B/32 (Radford et al. 2021)
