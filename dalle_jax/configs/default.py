@@ -17,9 +17,10 @@ in a stage's section, changes it for all stages.
 variant=shapes64 (the default) uses each stage's shapes64 variant (their
 step counts are tuned in their own files). The target is at most 45
 minutes end to end on 2 CPU cores; measured on the CI machine
-(2026-11-22), the time to make each step: 1 h 02 min (data and tokenizer
-1, dVAE 17, CLIP 11 with its hard negatives, transformer 28, evaluation
-5), see experiments/results/default_cpu/report.md. variant=tiny runs
+(2026-11-22, from nothing, on a day the machine ran about 20% slower than
+before): 1 h 13 min (data and tokenizer 1, dVAE 20, CLIP 13, transformer
+35 of which about 12 shared with a test run, evaluation 4), see
+experiments/results/default_cpu/report.md. variant=tiny runs
 the whole pipeline in about a minute (tests): the stages' tiny variants (32
 px images, a 16 x 16 code grid) with 4 steps each.
 

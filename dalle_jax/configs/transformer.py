@@ -8,19 +8,21 @@ Needs a trained dVAE (stage 1), which stays frozen; its work directory is
     --workdir runs/transformer
 
 variant=shapes64 (the default): 64 px images -> the dVAE's 8x8 grid of 512
-codes, 32 text tokens, so T = 96 positions; 6 layers of 4 heads x 48
+codes, 16 text tokens, so T = 80 positions; 6 layers of 4 heads x 48
 (width 192, about 2.7M parameters in the blocks), batch 32, 2,000 steps at
-a peak learning rate of 1.5e-3. A step is 0.055 model TFLOP, about 0.71 s
-on 2 idle CPU cores (the frozen dVAE's encoding included): 2,000 steps
-took 27.8 minutes in the default pipeline, evaluations included. What it
-produced on the default pipeline's dVAE and tokenizer (2026-11-22): the
-validation `image_bits_per_token` 0.81 (of log2(512) = 9 bits), one sample
-per caption judged correct for 91% of validation and 81% of zero_shot
-captions (256 each; the dVAE's own reconstructions: 95% / 88%; 92% / 77%
-already at step 1,000). The previous default, 3,000 steps at 6e-4, took
-41.5 minutes for 89% / 77% (bits 0.77). `text_loss` falls to a
-fraction of a nat (Shapes captions are highly regular), and
-`images/` shows validation originals (top) over one sample per caption at
+a peak learning rate of 1.5e-3. A step is 0.045 model TFLOP (0.055 at 32
+text tokens, 0.71 s on 2 idle CPU cores, the frozen dVAE's encoding
+included; 16 tokens make it 1.26x faster, experiments/benchmarks/
+text_length.py). What it produced at 32 text tokens on the default
+pipeline's dVAE and tokenizer (2026-11-22): the validation
+`image_bits_per_token` 0.81 (of log2(512) = 9 bits), one sample per
+caption judged correct for 91% of validation and 81% of zero_shot captions
+(256 each; the dVAE's own reconstructions: 95% / 88%; 92% / 77% already at
+step 1,000; at 16 tokens step 1,000 gave 91% / 79%). The previous default,
+3,000 steps at 6e-4, took 41.5 minutes for 89% / 77% (bits 0.77). Fewer
+steps at 16 tokens: 1,500 gave 91% / 79% (bits 0.97), 1,200 87% / 75%.
+`text_loss` falls to a fraction of a nat (Shapes captions are highly
+regular), and `images/` shows validation originals (top) over one sample per caption at
 temperature 1 (bottom) that mostly show the captioned colours and shapes;
 `eval/validation_judged_correct` vs `eval/zero_shot_judged_correct` measures
 zero-shot composition. Train metrics carry `tokens_per_step` and
