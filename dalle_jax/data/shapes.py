@@ -408,22 +408,23 @@ def find_objects(
   objects = []
   for index, box in enumerate(ndimage.find_objects(labels), start=1):
     mask = labels[box] == index
-    colour = tuple(int(v) for v in image[box][mask][0])
+    pixels = image[box][mask]  # [P, 3], the region's colours
+    colour = tuple(int(v) for v in pixels[0])
     names = [name for name, rgb in COLOURS.items() if rgb == colour]
     height, width = mask.shape
-    shapes = [
+    matching = [
       s
       for s in SHAPES
       if np.array_equal(_read_only_mask(s, height, width), mask)
     ]
-    if not names or not shapes or not np.all(image[box][mask] == colour):
+    if not names or not matching or not np.all(pixels == colour):
       raise ValueError(
         f"The region at rows {box[0].start}-{box[0].stop - 1}, columns "
         f"{box[1].start}-{box[1].stop - 1} is not a flat palette shape; "
         "image hard negatives (config.data.negative_images) need Shapes "
         "renderings."
       )
-    objects.append((names[0], shapes[0], box))
+    objects.append((names[0], matching[0], box))
   return objects
 
 
