@@ -192,3 +192,14 @@ def test_stand_ins_refuse_a_vqgan_and_leave_no_trace(dalle_pytorch):
     assert name not in sys.modules
   if "pkg_resources" in sys.modules:
     assert hasattr(sys.modules["pkg_resources"], "fixup_namespace_packages")
+
+
+@pytest.mark.parametrize(
+  "argv, length", [([], 32), (["--text_length", "16"], 16)]
+)
+def test_train_case_text_length_is_the_issues_unless_set(argv, length):
+  config = bench.train_config(bench.parse_args(argv))
+  assert config.text_length == length
+  # The shipped BPE bound (256) plus one pad id per text position.
+  assert config.text_vocab_size == 256 + length
+  assert (config.num_layers, config.width, config.grid_side) == (6, 256, 8)

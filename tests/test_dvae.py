@@ -14,7 +14,13 @@ from jax.sharding import Mesh, PartitionSpec
 
 from dalle_jax import config as config_lib
 from dalle_jax import losses, sharding
-from dalle_jax.models.dvae import DVAE, DVAEConfig, PointwiseConv
+from dalle_jax.models.dvae import (
+  DVAE,
+  DVAEConfig,
+  PointwiseConv,
+  WinogradConv,
+  conv_algorithm,
+)
 from dalle_jax.tasks import dvae as dvae_task
 
 # 64 px with the released model's 4 groups: an 8x8 code grid. One block per
@@ -65,6 +71,7 @@ def _apply(variables, inputs, method, config=TINY):
     (dict(n_hid=18), r"n_hid=18 must be a multiple of 4"),
     (dict(output_channels=3), r"output_channels=3 must be .* = 6"),
     (dict(dtype="float16"), r"dtype='float16' is not supported.*bfloat16"),
+    (dict(conv_algorithm="fft"), r"conv_algorithm='fft' .*'winograd'"),
   ],
 )
 def test_config_validate_names_the_problem(changes, message):
@@ -337,3 +344,63 @@ def test_paper_schedules_keep_their_step_counts():
   config = config_lib.load_config(f"{DVAE_CONFIG}:variant=paper")
   steps = dvae_task.schedule_steps(config.dvae_schedule, 1_000)
   assert steps == (150_000, 5_000)
+
+
+def test_winograd_conv_equals_a_3x3_flax_conv():
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 6, 6, 5)))
+  init = nn.initializers.normal(1.0)
+  ours = WinogradConv(4, jnp.float32, kernel_init=init, bias_init=init)
+  params = ours.init(jax.random.key(0), x)
+  reference = nn.Conv(4, (3, 3), padding="SAME", param_dtype=jnp.float32)
+  assert jax.tree.map(jnp.shape, params) == jax.tree.map(
+    jnp.shape, reference.init(jax.random.key(1), x)
+  )
+  np.testing.assert_allclose(
+    ours.apply(params, x), reference.apply(params, x), rtol=1e-5, atol=1e-5
+  )
+
+
+@pytest.mark.parametrize(
+  "requested, kernel_size, input_shape, features, dtype, expected",
+  [
+    ("auto", 3, (4, 32, 32, 128), 128, jnp.float32, "winograd"),  # wide
+    ("auto", 3, (1, 32, 32, 512), 128, jnp.float32, "winograd"),
+    ("auto", 3, (4, 64, 64, 256), 64, jnp.float32, "direct"),  # 51 < 64
+    ("auto", 3, (4, 64, 64, 64), 64, jnp.float32, "direct"),
+    ("auto", 3, (1, 16, 16, 512), 128, jnp.float32, "direct"),  # 64 tiles
+    ("auto", 3, (1, 31, 33, 512), 128, jnp.float32, "winograd"),  # 272
+    ("auto", 3, (4, 32, 32, 128), 128, jnp.bfloat16, "direct"),
+    ("auto", 1, (4, 32, 32, 512), 512, jnp.float32, "direct"),  # only 3x3
+    ("winograd", 3, (1, 4, 4, 4), 4, jnp.bfloat16, "winograd"),
+    ("winograd", 7, (1, 4, 4, 3), 16, jnp.float32, "direct"),
+    ("direct", 3, (4, 32, 32, 512), 512, jnp.float32, "direct"),
+  ],
+)
+def test_conv_algorithm_per_layer(
+  requested, kernel_size, input_shape, features, dtype, expected
+):
+  assert jax.default_backend() == "cpu"
+  chosen = conv_algorithm(
+    requested, kernel_size, input_shape, features, jnp.dtype(dtype)
+  )
+  assert chosen == expected
+
+
+def test_conv_algorithms_give_the_same_model():
+  """Same params for every algorithm; outputs equal up to rounding."""
+  small = DVAEConfig(
+    image_size=16, group_count=2, n_hid=8, n_blk_per_group=1, vocab_size=16
+  )
+  images = _images(seed=3, size=16)
+  rng = jax.random.key(0)
+  variables = nn.unbox(jax.jit(DVAE(small).init)(rng, images, rng, 1.0))
+  outputs = {}
+  for algorithm in ("direct", "winograd"):
+    config = dataclasses.replace(small, conv_algorithm=algorithm)
+    logits = _apply(variables, images, DVAE.encode_logits, config)
+    stats = _apply(
+      variables, jnp.argmax(logits, -1), DVAE.decode_logits, config
+    )
+    outputs[algorithm] = logits, stats
+  for ours, theirs in zip(outputs["winograd"], outputs["direct"], strict=True):
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)

@@ -85,6 +85,7 @@ def _check_parity(encoder, decoder, image_size, soft_codes=False):
   config, params = weights.dvae_params_from_state_dicts(
     _numpy_state_dict(encoder), _numpy_state_dict(decoder), image_size
   )
+  assert config.conv_algorithm == "auto"
   rng = np.random.default_rng(0)
   images = rng.integers(0, 256, (1, image_size, image_size, 3), np.uint8)
 
@@ -112,6 +113,7 @@ def _check_parity(encoder, decoder, image_size, soft_codes=False):
 
 
 def test_parity_with_openai_at_paper_size():
+  # 'auto': on a CPU the wide layers are Winograd, the others direct.
   encoder, decoder = _official_pair(n_hid=256, vocab_size=8192)
   config = _check_parity(encoder, decoder, image_size=256)
   assert (config.n_hid, config.vocab_size, config.grid_size) == (256, 8192, 32)
@@ -119,6 +121,8 @@ def test_parity_with_openai_at_paper_size():
 
 
 def test_parity_with_openai_small_one_block_soft_codes():
+  # At batch 1 and 64 px every layer has too few tiles for Winograd: this
+  # is the direct convolution's parity (the paper-size test mixes both).
   encoder, decoder = _official_pair(n_hid=64, vocab_size=512, n_blk_per_group=1)
   config = _check_parity(encoder, decoder, image_size=64, soft_codes=True)
   assert (config.n_hid, config.vocab_size, config.n_blk_per_group) == (

@@ -10,19 +10,31 @@ implementations' calls are interleaved so both see the same background load.
 XLA sizes its own thread pool from the machine (all cores).
 
 Peak memory: jax's `device.memory_stats()` is None on CPU, so each
-implementation also runs alone in a subprocess which loads the weights,
-resets the kernel's peak-RSS counter (`/proc/self/clear_refs`), runs one
-warm-up plus one call per direction and reads `VmHWM` from
-`/proc/self/status`. The table shows that peak minus the RSS held before the
-call (working memory of the call, compile included for Flax) and the peak
-RSS of the whole process.
+implementation also runs each direction alone in a subprocess which loads
+the weights, resets the kernel's peak-RSS counter (`/proc/self/clear_refs`),
+runs one warm-up plus one call and reads `VmHWM` from `/proc/self/status`
+(one process per direction: buffers of an earlier call freed during the
+next one's measurement made its working memory come out negative). The
+table shows that peak minus the RSS held before the call (working memory of
+the call, compile included for Flax) and the peak RSS of the whole process.
+
+`--conv_algorithms auto,direct` times one Flax row per
+`DVAEConfig.conv_algorithm` in the same interleaved rounds, so the effect of
+Winograd 3x3 convs ('auto' picks them per layer) is measured against the
+direct convolution in one run. Measured (2026-12-04, 2-core AMD EPYC with
+AVX2, jax 0.10.2, torch 2.13.0+cpu, `--batch 4 --repeats 3 --conv_algorithms
+auto,direct`), flax / torch img/s: encode auto 0.20 / 0.20 (0.99x), direct
+0.17 (0.83x); decode auto 0.22 / 0.18 (1.20x), direct 0.15 (0.83x); encode
++ decode auto 1.09x, direct 0.83x. Working memory auto 2309 / 1597 MiB,
+torch 1141 / 1742 MiB (encode / decode).
 
 Weights are random (seeded) unless `--encoder/--decoder` name real files
 (anything `dalle_jax.weights.load_state_dict` reads).
 
 Run from the repository root:
 
-  python -m experiments.benchmarks.dvae_throughput --batch 8    # paper size
+  python -m experiments.benchmarks.dvae_throughput --batch 4 \
+    --conv_algorithms auto,direct                               # paper size
   python -m experiments.benchmarks.dvae_throughput --batch 1 --image_size 64 \
     --n_hid 64 --vocab_size 512 --repeats 1                     # smoke
 """
@@ -48,7 +60,7 @@ from dall_e.utils import map_pixels as official_map_pixels
 from dall_e.utils import unmap_pixels as official_unmap_pixels
 
 from dalle_jax import weights
-from dalle_jax.models.dvae import DVAE
+from dalle_jax.models.dvae import CONV_ALGORITHMS, DVAE
 
 
 def parse_args(argv=None):
@@ -63,11 +75,19 @@ def parse_args(argv=None):
   parser.add_argument(
     "--dtype", default="float32", choices=["float32", "bfloat16"]
   )
+  parser.add_argument(
+    "--conv_algorithms",
+    default="auto",
+    help="comma-separated DVAEConfig.conv_algorithm values, each timed as "
+    f"its own Flax row (of {CONV_ALGORITHMS}); memory is measured for the "
+    "first",
+  )
   parser.add_argument("--threads", type=int, default=os.cpu_count())
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--skip_memory", action="store_true")
   # Internal: run one implementation alone and print its memory as JSON.
   parser.add_argument("--memory_worker", choices=["flax", "torch"])
+  parser.add_argument("--memory_direction", choices=["encode", "decode"])
   parser.add_argument("--state_dicts", help=argparse.SUPPRESS)
   return parser.parse_args(argv)
 
@@ -111,7 +131,18 @@ def numpy_state_dicts(encoder, decoder):
   )
 
 
-def flax_functions(args, state_dicts):
+def conv_algorithms(args) -> list[str]:
+  """The `--conv_algorithms` list, checked."""
+  algorithms = args.conv_algorithms.split(",")
+  for algorithm in algorithms:
+    if algorithm not in CONV_ALGORITHMS:
+      raise SystemExit(
+        f"--conv_algorithms: {algorithm!r} is not one of {CONV_ALGORITHMS}."
+      )
+  return algorithms
+
+
+def flax_functions(args, state_dicts, conv_algorithm="auto"):
   """Flax encode/decode on converted params, jitted with params as inputs.
 
   Params are arguments, not closed-over constants, so XLA does not embed
@@ -120,7 +151,9 @@ def flax_functions(args, state_dicts):
   config, params = weights.dvae_params_from_state_dicts(
     *state_dicts, args.image_size
   )
-  config = dataclasses.replace(config, dtype=args.dtype)
+  config = dataclasses.replace(
+    config, dtype=args.dtype, conv_algorithm=conv_algorithm
+  )
   model = DVAE(config)
   variables = jax.device_put({"params": params})
   encode = jax.jit(functools.partial(model.apply, method=DVAE.encode))
@@ -194,34 +227,35 @@ def _measure_peak(function, argument, sync):
 
 
 def memory_worker(args):
-  """Runs one implementation alone; prints its memory as one JSON line."""
+  """Runs one implementation's one direction alone; prints a JSON line."""
   with np.load(args.state_dicts) as archive:
     state_dicts = _split_state_dicts(archive)
   images, codes = example_inputs(args)
-  result = {}
+  direction = args.memory_direction
   # Resetting VmHWM also resets ru_maxrss, so the whole-run peak is the
-  # largest of the peaks seen before and between resets.
+  # larger of the peaks seen before and after the reset.
   setup_peak_mib = _status_kib("VmHWM") / 1024
   if args.memory_worker == "flax":
-    _, encode, decode = flax_functions(args, state_dicts)
+    algorithm = conv_algorithms(args)[0]
+    _, encode, decode = flax_functions(args, state_dicts, algorithm)
     del state_dicts
-    sync = jax.block_until_ready
-    result["encode"] = _measure_peak(encode, images, sync)
-    result["decode"] = _measure_peak(decode, codes, sync)
+    call = encode if direction == "encode" else decode
+    argument = images if direction == "encode" else codes
+    before_and_peak = _measure_peak(call, argument, jax.block_until_ready)
   else:
     torch.set_num_threads(args.threads)
     encoder, decoder = official_modules(args, state_dicts)
     del state_dicts
     encode, decode = torch_functions(encoder, decoder, encoder.vocab_size)
-    result["encode"] = _measure_peak(
-      encode, torch.from_numpy(images).permute(0, 3, 1, 2), lambda x: x
-    )
-    result["decode"] = _measure_peak(
-      decode, torch.from_numpy(codes).long(), lambda x: x
-    )
-  result["process_peak_mib"] = max(
-    setup_peak_mib, result["encode"][1], result["decode"][1]
-  )
+    if direction == "encode":
+      call, argument = encode, torch.from_numpy(images).permute(0, 3, 1, 2)
+    else:
+      call, argument = decode, torch.from_numpy(codes).long()
+    before_and_peak = _measure_peak(call, argument, lambda x: x)
+  result = {
+    direction: before_and_peak,
+    "process_peak_mib": max(setup_peak_mib, before_and_peak[1]),
+  }
   print(json.dumps(result))
 
 
@@ -252,20 +286,28 @@ def run_memory_workers(args, state_dicts, argv):
       **{f"d/{k}": v for k, v in decoder_sd.items()},
     )
     for name in ("flax", "torch"):
-      command = [
-        sys.executable,
-        "-m",
-        "experiments.benchmarks.dvae_throughput",
-        *argv,
-        "--memory_worker",
-        name,
-        "--state_dicts",
-        path,
-      ]
-      output = subprocess.run(
-        command, check=True, capture_output=True, text=True
-      ).stdout
-      results[name] = json.loads(output.strip().splitlines()[-1])
+      results[name] = {"process_peak_mib": 0.0}
+      for direction in ("encode", "decode"):
+        command = [
+          sys.executable,
+          "-m",
+          "experiments.benchmarks.dvae_throughput",
+          *argv,
+          "--memory_worker",
+          name,
+          "--memory_direction",
+          direction,
+          "--state_dicts",
+          path,
+        ]
+        output = subprocess.run(
+          command, check=True, capture_output=True, text=True
+        ).stdout
+        result = json.loads(output.strip().splitlines()[-1])
+        results[name][direction] = result[direction]
+        results[name]["process_peak_mib"] = max(
+          results[name]["process_peak_mib"], result["process_peak_mib"]
+        )
   return results
 
 
@@ -287,39 +329,46 @@ def main(argv=None):
     encoder, decoder = official_modules(args)
     state_dicts = numpy_state_dicts(encoder, decoder)
 
-  config, flax_encode, flax_decode = flax_functions(args, state_dicts)
+  algorithms = conv_algorithms(args)
+  flax_sides = {
+    algorithm: flax_functions(args, state_dicts, algorithm)
+    for algorithm in algorithms
+  }
+  config = flax_sides[algorithms[0]][0]
   torch_encode, torch_decode = torch_functions(
     encoder, decoder, config.vocab_size
   )
   images, codes = example_inputs(args)
-  images_jax, codes_jax = jnp.asarray(images), jnp.asarray(codes)
-  images_torch = torch.from_numpy(images).permute(0, 3, 1, 2)
-  codes_torch = torch.from_numpy(codes).long()
+  inputs = {
+    "encode": (
+      jnp.asarray(images),
+      torch.from_numpy(images).permute(0, 3, 1, 2),
+    ),
+    "decode": (jnp.asarray(codes), torch.from_numpy(codes).long()),
+  }
+  torch_calls = {"encode": torch_encode, "decode": torch_decode}
 
   sync_jax, sync_torch = jax.block_until_ready, lambda x: x
-  rows = {
-    "encode": time_side_by_side(
-      [
-        (flax_encode, images_jax, sync_jax),
-        (torch_encode, images_torch, sync_torch),
-      ],
-      args.repeats,
-    ),
-    "decode": time_side_by_side(
-      [
-        (flax_decode, codes_jax, sync_jax),
-        (torch_decode, codes_torch, sync_torch),
-      ],
-      args.repeats,
-    ),
-  }
+  rows = {}
+  for index, direction in enumerate(("encode", "decode")):
+    jax_input, torch_input = inputs[direction]
+    # torch last: its time is the denominator of every Flax row.
+    calls = [
+      (flax_sides[algorithm][1 + index], jax_input, sync_jax)
+      for algorithm in algorithms
+    ]
+    calls.append((torch_calls[direction], torch_input, sync_torch))
+    timings = time_side_by_side(calls, args.repeats)
+    for algorithm, timing in zip(algorithms, timings, strict=False):
+      rows[direction, algorithm] = (timing, timings[-1])
   memory = (
     None if args.skip_memory else run_memory_workers(args, state_dicts, argv)
   )
-  print_table(args, config, rows, memory)
+  print_table(args, config, rows, memory, algorithms[0])
 
 
-def print_table(args, config, rows, memory):
+def print_table(args, config, rows, memory, measured_algorithm):
+  """One row per (direction, Flax conv algorithm); memory for the first."""
   print(
     f"dVAE {config.image_size}px n_hid={config.n_hid} "
     f"K={config.vocab_size} blocks/group={config.n_blk_per_group} "
@@ -327,21 +376,32 @@ def print_table(args, config, rows, memory):
     f"jax {jax.__version__} torch {torch.__version__}"
   )
   header = (
-    f"{'':7} {'flax img/s':>11} {'torch img/s':>12} {'flax/torch':>11} "
+    f"{'':16} {'flax img/s':>11} {'torch img/s':>12} {'flax/torch':>11} "
     f"{'flax 1st s':>11} {'flax MiB':>9} {'torch MiB':>10}"
   )
   print(header)
-  for direction, ((flax_first, flax_s), (_, torch_s)) in rows.items():
+  rates = {}
+  for (direction, algorithm), timings in rows.items():
+    (flax_first, flax_s), (_, torch_s) = timings
     flax_rate, torch_rate = args.batch / flax_s, args.batch / torch_s
-    if memory:
+    rates.setdefault(algorithm, []).append((flax_s, torch_s))
+    if memory and algorithm == measured_algorithm:
       flax_mib = _working_mib(memory["flax"][direction])
       torch_mib = _working_mib(memory["torch"][direction])
     else:
       flax_mib = torch_mib = float("nan")
+    label = f"{direction} {algorithm}"
     print(
-      f"{direction:7} {flax_rate:11.2f} {torch_rate:12.2f} "
+      f"{label:16} {flax_rate:11.2f} {torch_rate:12.2f} "
       f"{flax_rate / torch_rate:11.2f} {flax_first:11.2f} "
       f"{flax_mib:9.0f} {torch_mib:10.0f}"
+    )
+  for algorithm, seconds in rates.items():
+    flax_total = sum(flax_s for flax_s, _ in seconds)
+    torch_total = sum(torch_s for _, torch_s in seconds)
+    print(
+      f"encode + decode {algorithm}: flax/torch "
+      f"{torch_total / flax_total:.2f} (same images, one call each way)"
     )
   if memory:
     print(
