@@ -21,6 +21,7 @@ Images are `[B, H, W, C]` uint8 in [0, 255] or float in [0, 1]. Grayscale
 """
 
 import dataclasses
+from typing import ClassVar
 
 import flax.linen as nn
 import jax
@@ -156,71 +157,66 @@ class DVAEConfig:
       )
 
 
-class PointwiseConv(nn.Module):
+class _ExplicitConv(nn.Module):
+  """A stride-1 'same' conv whose arithmetic a subclass writes out.
+
+  Same parameters as `nn.Conv` with a `kernel_size` square kernel
+  (`kernel` `[k, k, C_in, features]`, `bias` `[features]`), so checkpoints
+  and converted weights do not depend on which of the two computes.
+
+  Attributes:
+    features: output channels.
+    dtype: compute dtype; params stay float32.
+    kernel_init, bias_init: initialisers (with logical axis names).
+  """
+
+  kernel_size: ClassVar[int]
+  features: int
+  dtype: jnp.dtype
+  kernel_init: nn.initializers.Initializer
+  bias_init: nn.initializers.Initializer
+
+  def convolve(self, x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """`[B, h, w, C_in]`, `[k, k, C_in, features]` -> `[B, h, w, features]`."""
+    raise NotImplementedError
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """`[B, h, w, C_in]` -> `[B, h, w, features]` in `dtype`."""
+    size = self.kernel_size
+    kernel = self.param(
+      "kernel",
+      self.kernel_init,
+      (size, size, x.shape[-1], self.features),
+      jnp.float32,
+    )
+    bias = self.param("bias", self.bias_init, (self.features,), jnp.float32)
+    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+    return self.convolve(x, kernel) + bias
+
+
+class PointwiseConv(_ExplicitConv):
   """A 1x1 conv computed as a matmul over the channel axis.
 
-  Same parameters as `nn.Conv` with a 1x1 kernel (`kernel` `[1, 1, C_in,
-  features]`, `bias` `[features]`), so checkpoints and converted weights do
-  not depend on which of the two computes. Why: XLA's CPU convolution is
-  2-5x slower than a matmul for 1x1 kernels at the dVAE's shapes
-  (fwd+bwd, batch 32, 64 px; e.g. 32 -> 4 channels at 64x64: 41 ms as a
-  conv, 8 ms as a matmul), and 1x1 convs are a third of the dVAE's convs.
-
-  Attributes:
-    features: output channels.
-    dtype: compute dtype; params stay float32.
-    kernel_init, bias_init: initialisers (with logical axis names).
+  Why: XLA's CPU convolution is 2-5x slower than a matmul for 1x1 kernels
+  at the dVAE's shapes (fwd+bwd, batch 32, 64 px; e.g. 32 -> 4 channels at
+  64x64: 41 ms as a conv, 8 ms as a matmul), and 1x1 convs are a third of
+  the dVAE's convs.
   """
 
-  features: int
-  dtype: jnp.dtype
-  kernel_init: nn.initializers.Initializer
-  bias_init: nn.initializers.Initializer
+  kernel_size: ClassVar[int] = 1
 
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    """`[B, h, w, C_in]` -> `[B, h, w, features]` in `dtype`."""
-    kernel = self.param(
-      "kernel",
-      self.kernel_init,
-      (1, 1, x.shape[-1], self.features),
-      jnp.float32,
-    )
-    bias = self.param("bias", self.bias_init, (self.features,), jnp.float32)
-    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-    return jnp.einsum("bhwc,cd->bhwd", x, kernel[0, 0]) + bias
+  def convolve(self, x: jax.Array, kernel: jax.Array) -> jax.Array:
+    return jnp.einsum("bhwc,cd->bhwd", x, kernel[0, 0])
 
 
-class WinogradConv(nn.Module):
-  """A 3x3 'same' conv computed by `winograd.conv3x3`.
+class WinogradConv(_ExplicitConv):
+  """A 3x3 conv computed by `winograd.conv3x3` (see `conv_algorithm`)."""
 
-  Same parameters as `nn.Conv` with a 3x3 kernel (`kernel` `[3, 3, C_in,
-  features]`, `bias` `[features]`), so checkpoints and converted weights do
-  not depend on the algorithm.
+  kernel_size: ClassVar[int] = 3
 
-  Attributes:
-    features: output channels.
-    dtype: compute dtype; params stay float32.
-    kernel_init, bias_init: initialisers (with logical axis names).
-  """
-
-  features: int
-  dtype: jnp.dtype
-  kernel_init: nn.initializers.Initializer
-  bias_init: nn.initializers.Initializer
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    """`[B, h, w, C_in]` -> `[B, h, w, features]` in `dtype`."""
-    kernel = self.param(
-      "kernel",
-      self.kernel_init,
-      (3, 3, x.shape[-1], self.features),
-      jnp.float32,
-    )
-    bias = self.param("bias", self.bias_init, (self.features,), jnp.float32)
-    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-    return winograd.conv3x3(x, kernel) + bias
+  def convolve(self, x: jax.Array, kernel: jax.Array) -> jax.Array:
+    return winograd.conv3x3(x, kernel)
 
 
 def conv_algorithm(

@@ -58,6 +58,30 @@ def _combine(coefficients: np.ndarray, terms: list[jax.Array]) -> jax.Array:
   return total
 
 
+def _two_sided(
+  left: np.ndarray, grid: list[list[jax.Array]], right: np.ndarray
+) -> list[list[jax.Array]]:
+  """`left @ grid @ right.T` for a grid (list of lists) of arrays.
+
+  The matrices are constants, so each output entry is a `_combine` of the
+  grid's entries: one fused elementwise loop per entry.
+  """
+  rows, cols = len(grid), len(grid[0])
+  by_rows = [
+    [_combine(left[a], [grid[i][j] for i in range(rows)]) for j in range(cols)]
+    for a in range(len(left))
+  ]
+  return [
+    [_combine(right[b], by_rows[a]) for b in range(len(right))]
+    for a in range(len(left))
+  ]
+
+
+def _flatten(grid: list[list[jax.Array]]) -> jax.Array:
+  """A 4x4 grid of equal-shape arrays -> `[16, ...]`, row-major."""
+  return jnp.stack([entry for row in grid for entry in row])
+
+
 def transform_kernel(kernel: jax.Array) -> jax.Array:
   """`G g G^T` for every channel pair.
 
@@ -71,20 +95,7 @@ def transform_kernel(kernel: jax.Array) -> jax.Array:
   # not as an einsum, which XLA:CPU ran as transposing dots: at 1024 -> 512
   # channels it cost more than the convolution saved at batch 1.
   taps = [[kernel[i, j] for j in range(3)] for i in range(3)]
-  by_rows = [
-    [
-      _combine(KERNEL_TRANSFORM[a], [taps[i][j] for i in range(3)])
-      for j in range(3)
-    ]
-    for a in range(4)
-  ]
-  return jnp.stack(
-    [
-      _combine(KERNEL_TRANSFORM[b], by_rows[a])
-      for a in range(4)
-      for b in range(4)
-    ]
-  )
+  return _flatten(_two_sided(KERNEL_TRANSFORM, taps, KERNEL_TRANSFORM))
 
 
 def _transformed_input_tiles(x: jax.Array) -> jax.Array:
@@ -97,26 +108,13 @@ def _transformed_input_tiles(x: jax.Array) -> jax.Array:
     `[16, B, h, w, C_in]`.
   """
   rows, cols = (x.shape[1] - 2) // 2, (x.shape[2] - 2) // 2
-
   # Tile (i, j) reads x[2i + u, 2j + v] for u, v in 0..3: the strided
   # view starting at (u, v) holds that entry of every tile at once.
-  def view(u: int, v: int) -> jax.Array:
-    return x[:, u : u + 2 * rows : 2, v : v + 2 * cols : 2, :]
-
-  by_rows = [
-    [
-      _combine(INPUT_TRANSFORM[a], [view(u, v) for u in range(4)])
-      for v in range(4)
-    ]
-    for a in range(4)
+  views = [
+    [x[:, u : u + 2 * rows : 2, v : v + 2 * cols : 2, :] for v in range(4)]
+    for u in range(4)
   ]
-  return jnp.stack(
-    [
-      _combine(INPUT_TRANSFORM[b], by_rows[a])
-      for a in range(4)
-      for b in range(4)
-    ]
-  )
+  return _flatten(_two_sided(INPUT_TRANSFORM, views, INPUT_TRANSFORM))
 
 
 def _output_tiles(products: jax.Array) -> jax.Array:
@@ -129,17 +127,7 @@ def _output_tiles(products: jax.Array) -> jax.Array:
     `[B, 2h, 2w, C_out]`.
   """
   grid = [[products[4 * a + b] for b in range(4)] for a in range(4)]
-  by_rows = [
-    [
-      _combine(OUTPUT_TRANSFORM[r], [grid[a][b] for a in range(4)])
-      for b in range(4)
-    ]
-    for r in range(2)
-  ]
-  outputs = [
-    [_combine(OUTPUT_TRANSFORM[s], by_rows[r]) for s in range(2)]
-    for r in range(2)
-  ]
+  outputs = _two_sided(OUTPUT_TRANSFORM, grid, OUTPUT_TRANSFORM)
   # outputs[r][s] is output pixel (2i + r, 2j + s) of every tile (i, j).
   tiles = jnp.stack([jnp.stack(row, axis=3) for row in outputs], axis=2)
   batch, rows, _, cols, _, channels = tiles.shape
