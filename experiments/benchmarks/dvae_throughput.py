@@ -232,6 +232,7 @@ def memory_worker(args):
     state_dicts = _split_state_dicts(archive)
   images, codes = example_inputs(args)
   direction = args.memory_direction
+  jax_input, torch_input = direction_inputs(images, codes)[direction]
   # Resetting VmHWM also resets ru_maxrss, so the whole-run peak is the
   # larger of the peaks seen before and after the reset.
   setup_peak_mib = _status_kib("VmHWM") / 1024
@@ -239,24 +240,36 @@ def memory_worker(args):
     algorithm = conv_algorithms(args)[0]
     _, encode, decode = flax_functions(args, state_dicts, algorithm)
     del state_dicts
-    call = encode if direction == "encode" else decode
-    argument = images if direction == "encode" else codes
-    before_and_peak = _measure_peak(call, argument, jax.block_until_ready)
+    call = {"encode": encode, "decode": decode}[direction]
+    before_and_peak = _measure_peak(call, jax_input, jax.block_until_ready)
   else:
     torch.set_num_threads(args.threads)
     encoder, decoder = official_modules(args, state_dicts)
     del state_dicts
     encode, decode = torch_functions(encoder, decoder, encoder.vocab_size)
-    if direction == "encode":
-      call, argument = encode, torch.from_numpy(images).permute(0, 3, 1, 2)
-    else:
-      call, argument = decode, torch.from_numpy(codes).long()
-    before_and_peak = _measure_peak(call, argument, lambda x: x)
+    call = {"encode": encode, "decode": decode}[direction]
+    before_and_peak = _measure_peak(call, torch_input, lambda x: x)
   result = {
     direction: before_and_peak,
     "process_peak_mib": max(setup_peak_mib, before_and_peak[1]),
   }
   print(json.dumps(result))
+
+
+def direction_inputs(images, codes):
+  """`{direction: (jax input, torch input)}` for encode and decode.
+
+  Args:
+    images: `[B, S, S, 3]` uint8 (torch gets them as NCHW).
+    codes: `[B, S/8, S/8]` int32 (torch gets int64).
+  """
+  return {
+    "encode": (
+      jnp.asarray(images),
+      torch.from_numpy(images).permute(0, 3, 1, 2),
+    ),
+    "decode": (jnp.asarray(codes), torch.from_numpy(codes).long()),
+  }
 
 
 def _split_state_dicts(archive):
@@ -338,14 +351,7 @@ def main(argv=None):
   torch_encode, torch_decode = torch_functions(
     encoder, decoder, config.vocab_size
   )
-  images, codes = example_inputs(args)
-  inputs = {
-    "encode": (
-      jnp.asarray(images),
-      torch.from_numpy(images).permute(0, 3, 1, 2),
-    ),
-    "decode": (jnp.asarray(codes), torch.from_numpy(codes).long()),
-  }
+  inputs = direction_inputs(*example_inputs(args))
   torch_calls = {"encode": torch_encode, "decode": torch_decode}
 
   sync_jax, sync_torch = jax.block_until_ready, lambda x: x
@@ -358,9 +364,9 @@ def main(argv=None):
       for algorithm in algorithms
     ]
     calls.append((torch_calls[direction], torch_input, sync_torch))
-    timings = time_side_by_side(calls, args.repeats)
-    for algorithm, timing in zip(algorithms, timings, strict=False):
-      rows[direction, algorithm] = (timing, timings[-1])
+    *flax_timings, torch_timing = time_side_by_side(calls, args.repeats)
+    for algorithm, timing in zip(algorithms, flax_timings, strict=True):
+      rows[direction, algorithm] = (timing, torch_timing)
   memory = (
     None if args.skip_memory else run_memory_workers(args, state_dicts, argv)
   )
