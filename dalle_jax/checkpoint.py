@@ -31,6 +31,21 @@ CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
 CORRUPT_DIR = "checkpoints_corrupt"
 PARAMS_DIR = "params"
+# Replicated arrays are written cooperatively by their replicas (orbax's
+# replica-parallel saving) only when each replica's slice is at least this
+# big. Slicing compiles one small program per array shape: on 8 devices the
+# first save of the tiny dVAE's 187 arrays (71 KiB) took 9.5 s that way and
+# under 1 s with this floor, while arrays of a MiB and more, where splitting
+# the writes pays, are still split.
+MIN_REPLICA_SLICE_BYTES = 1 << 20
+
+ocp.type_handlers.register_type_handler(
+  jax.Array,
+  ocp.type_handlers.ArrayHandler(
+    min_slice_bytes_for_replica_parallel=MIN_REPLICA_SLICE_BYTES
+  ),
+  override=True,
+)
 
 
 class ConfigMismatchError(ValueError):

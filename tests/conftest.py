@@ -6,20 +6,37 @@ module imports jax. Tests that want one device build a mesh of
 """
 
 import os
+import tempfile
 
 os.environ["XLA_FLAGS"] = (
   os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
 ).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Tests compile many tiny programs once each; XLA's optimisation passes cost
+# more time than they save here (as in flax's own example tests). Set in the
+# environment, not with jax.config, so the training and sampling commands
+# that tests start as subprocesses compile the same way.
+os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
+# One XLA compilation cache for the whole run: many tests, both pytest-xdist
+# workers (which inherit this environment from the main process) and the
+# commands tests start compile the same tiny train and sample steps. Made
+# by the first process to load this file, removed when it ends.
+_OWN_CACHE_DIR = None
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  _OWN_CACHE_DIR = tempfile.mkdtemp(prefix="dalle_jax_tests_xla_cache_")
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = _OWN_CACHE_DIR
+# Cache every program, however fast it compiled (the default is 1 s and up).
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 import shutil  # noqa: E402
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
-# Tests compile many tiny programs once each; XLA's optimisation passes cost
-# more time than they save here (as in flax's own example tests).
-jax.config.update("jax_disable_most_optimizations", True)
+
+def pytest_unconfigure(config):
+  if _OWN_CACHE_DIR is not None:
+    shutil.rmtree(_OWN_CACHE_DIR, ignore_errors=True)
 
 
 @pytest.fixture
