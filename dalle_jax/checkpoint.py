@@ -39,13 +39,31 @@ PARAMS_DIR = "params"
 # the writes pays, are still split.
 MIN_REPLICA_SLICE_BYTES = 1 << 20
 
-ocp.type_handlers.register_type_handler(
-  jax.Array,
-  ocp.type_handlers.ArrayHandler(
-    min_slice_bytes_for_replica_parallel=MIN_REPLICA_SLICE_BYTES
-  ),
-  override=True,
-)
+
+def _register_array_handler() -> None:
+  """Replaces orbax's jax.Array handler by one with MIN_REPLICA_SLICE_BYTES.
+
+  Everything else stays orbax's default, including the array metadata store
+  (it records typed PRNG keys); orbax exports no public path to that store,
+  so without it saving still works, only without that metadata.
+  """
+  try:
+    from orbax.checkpoint._src.metadata import array_metadata_store
+
+    store = array_metadata_store.Store()
+  except ImportError:  # moved in another orbax release
+    store = None
+  ocp.type_handlers.register_type_handler(
+    jax.Array,
+    ocp.type_handlers.ArrayHandler(
+      array_metadata_store=store,
+      min_slice_bytes_for_replica_parallel=MIN_REPLICA_SLICE_BYTES,
+    ),
+    override=True,
+  )
+
+
+_register_array_handler()
 
 
 class ConfigMismatchError(ValueError):

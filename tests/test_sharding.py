@@ -1,11 +1,14 @@
-"""Sharding: mesh building, logical rules, and sharded == single-device training."""
+"""Sharding: mesh building, logical rules, sharded == single-device training,
+and checkpoints of arrays on the mesh."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
-from jax.sharding import PartitionSpec
+from jax.sharding import NamedSharding, PartitionSpec
 
-from dalle_jax import sharding
+from dalle_jax import checkpoint, sharding
 from dalle_jax.configs import autoencoder as autoencoder_config
 from dalle_jax.tasks import autoencoder
 from dalle_jax.train import compile_steps, shard_state
@@ -114,3 +117,34 @@ def test_sharded_training_equals_single_device():
       assert counts and all(
         len(leaf.sharding.device_set) == 8 for leaf in counts
       )
+
+
+def test_checkpoint_round_trip_of_replicated_sharded_and_key_arrays(tmp_path):
+  # Replicated arrays below and above checkpoint.MIN_REPLICA_SLICE_BYTES
+  # (whole vs split across replicas), an array sharded over the mesh, and a
+  # typed PRNG key, whose type only orbax's array metadata restores.
+  mesh = jax.make_mesh((8,), ("data",))
+  replicated = NamedSharding(mesh, PartitionSpec())
+  sharded = NamedSharding(mesh, PartitionSpec("data"))
+  big = checkpoint.MIN_REPLICA_SLICE_BYTES  # float32: 4x the floor
+  state = {
+    "small": jax.device_put(jnp.arange(12.0).reshape(3, 4), replicated),
+    "big": jax.device_put(jnp.linspace(0.0, 1.0, big), replicated),
+    "sharded": jax.device_put(jnp.arange(64.0).reshape(16, 4), sharded),
+    "key": jax.random.key(7),
+  }
+  saver = checkpoint.Checkpointer(str(tmp_path), keep=1)
+  saver.save(3, state, {"position": 5})
+  saver.close()
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+  restored, data = checkpoint.Checkpointer(str(tmp_path), 1).restore_latest(
+    abstract
+  )
+  assert data == {"position": 5}
+  for name in ("small", "big", "sharded"):
+    np.testing.assert_array_equal(restored[name], state[name])
+    assert restored[name].sharding.is_equivalent_to(state[name].sharding, 2)
+  assert jax.dtypes.issubdtype(restored["key"].dtype, jax.dtypes.prng_key)
+  np.testing.assert_array_equal(
+    jax.random.key_data(restored["key"]), jax.random.key_data(state["key"])
+  )
