@@ -125,7 +125,9 @@ def get_config(arg: str | None = None):
     config.dvae_schedule.temperature_fraction = 1.0
     # The KL weight again with this schedule, measured the same way:
     # weight 35 kept more codes in use (55%) but gave 93% / 74%, 27.1 dB,
-    # with the held-out pairs' colour drift back (wrong colour 2% / 10%).
+    # with the held-out pairs' colour drift back (wrong colour 2% / 10%);
+    # weight 12: 92% / 79%, 27.1 dB, 44% of codes (wrong colour 0.4% / 8%,
+    # wrong shape 7% / 14%). So 20 stays.
   if variant == "paper":
     config.dvae_schedule.temperature_steps = 150_000
     config.dvae_schedule.kl_warmup_steps = 5_000
