@@ -35,8 +35,9 @@ PARAMS_DIR = "params"
 # replica-parallel saving) only when each replica's slice is at least this
 # big. Slicing compiles one small program per array shape: on 8 devices the
 # first save of the tiny dVAE's 187 arrays (71 KiB) took 9.5 s that way and
-# under 1 s with this floor, while arrays of a MiB and more, where splitting
-# the writes pays, are still split.
+# under 1 s with this floor, while arrays whose slice per replica is a MiB
+# or more (8 MiB on 8 replicas), where splitting the writes pays, are still
+# split.
 MIN_REPLICA_SLICE_BYTES = 1 << 20
 
 

@@ -120,13 +120,15 @@ def test_sharded_training_equals_single_device():
 
 
 def test_checkpoint_round_trip_of_replicated_sharded_and_key_arrays(tmp_path):
-  # Replicated arrays below and above checkpoint.MIN_REPLICA_SLICE_BYTES
+  # Replicated arrays below and at checkpoint.MIN_REPLICA_SLICE_BYTES
   # (whole vs split across replicas), an array sharded over the mesh, and a
   # typed PRNG key, whose type only orbax's array metadata restores.
   mesh = jax.make_mesh((8,), ("data",))
   replicated = NamedSharding(mesh, PartitionSpec())
   sharded = NamedSharding(mesh, PartitionSpec("data"))
-  big = checkpoint.MIN_REPLICA_SLICE_BYTES  # float32: 4x the floor
+  # 8 MiB of float32 on 8 replicas: each replica's slice is exactly the
+  # floor (half as many elements, 4 MiB, would be written whole).
+  big = 2 * checkpoint.MIN_REPLICA_SLICE_BYTES
   state = {
     "small": jax.device_put(jnp.arange(12.0).reshape(3, 4), replicated),
     "big": jax.device_put(jnp.linspace(0.0, 1.0, big), replicated),
