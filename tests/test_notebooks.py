@@ -27,10 +27,15 @@ NOTEBOOK_DIR = make_notebooks.NOTEBOOK_DIR
 CELL_TIMEOUT = 600
 NUMBER = r"([0-9.]+(?:e[-+]?[0-9]+)?)"
 # The kernels run on one device, as on a laptop or Colab (not the 8
-# simulated devices of conftest.py), and with XLA's optimisations off, as
-# the tests' own processes: the tiny models spend their time compiling.
+# simulated devices of conftest.py), and compile as the tests' own
+# processes do (conftest.py's other XLA flags, optimisations off): the tiny
+# models spend their time compiling.
 KERNEL_ENV = {
-  "XLA_FLAGS": "",
+  "XLA_FLAGS": " ".join(
+    flag
+    for flag in os.environ.get("XLA_FLAGS", "").split()
+    if not flag.startswith("--xla_force_host_platform_device_count")
+  ),
   "JAX_DISABLE_MOST_OPTIMIZATIONS": "1",
   "DALLE_JAX_NOTEBOOK_TINY": "1",
 }
