@@ -31,14 +31,19 @@ def _xla_accepts(flag: str) -> bool:
 def _with_test_xla_flags(flags: str) -> str:
   """`flags` plus 8 devices and, where accepted, the faster compile flag.
 
-  The xdist workers and the commands tests start inherit the result, so the
-  probe runs once, in the first pytest process.
+  The device count always ends at 8 (the last flag wins). The xdist
+  workers and the commands tests start inherit the result, so the probe
+  runs once, in the first pytest process.
   """
-  extra = [DEVICE_COUNT_FLAG]
-  if FAST_COMPILE_FLAG not in flags and _xla_accepts(FAST_COMPILE_FLAG):
-    extra.append(FAST_COMPILE_FLAG)
-  missing = [flag for flag in extra if flag not in flags.split()]
-  return " ".join([flags, *missing]).strip()
+  given = flags.split()
+  extra = [] if DEVICE_COUNT_FLAG in given else [DEVICE_COUNT_FLAG]
+  # A fusion-emitter setting the user gave is kept; an unknown flag would
+  # abort every test, hence the probe.
+  fusion_flag_name = FAST_COMPILE_FLAG.split("=")[0]
+  if not any(flag.split("=")[0] == fusion_flag_name for flag in given):
+    if _xla_accepts(FAST_COMPILE_FLAG):
+      extra.append(FAST_COMPILE_FLAG)
+  return " ".join([flags, *extra]).strip()
 
 
 os.environ["XLA_FLAGS"] = _with_test_xla_flags(os.environ.get("XLA_FLAGS", ""))
