@@ -2,9 +2,12 @@
 
 One module fixture runs the tiny pipeline three times in one work
 directory, through `dalle_jax.train.run` as the command line does: a fresh
-run, the same config again (every step must be skipped), and a changed
-transformer learning rate (only the transformer and the evaluation may
-train again). Each test checks one part of what those runs left.
+run, the same config again (every step must be skipped), and changed
+transformer and CLIP learning rates (only those two stages and the
+evaluation may train again). Each test checks one part of what those runs
+left. Which stage a change retrains, one change at a time, is checked
+without training (`test_each_change_retrains_only_what_reads_it`), where it
+costs nothing.
 """
 
 import dataclasses
@@ -71,10 +74,8 @@ def runs(tmp_path_factory):
   second = train.run(tiny_config(data_dir), root)
   second_seconds = time.perf_counter() - start
   after_second = _line_counts(root)
-  changed = tiny_config(data_dir, **{"transformer.optim.lr": 1e-3})
-  train.run(changed, root)
-  after_third = _line_counts(root)
-  # CLIP changes too: nothing but the evaluation reads it.
+  # Two stages that do not read each other change in one run (one run
+  # less to pay for; each change alone is tested without training).
   changed = tiny_config(
     data_dir, **{"transformer.optim.lr": 1e-3, "clip.optim.lr": 1e-3}
   )
@@ -85,7 +86,7 @@ def runs(tmp_path_factory):
     "first": first,
     "second": second,
     "second_seconds": second_seconds,
-    "lines": (after_first, after_second, after_third, _line_counts(root)),
+    "lines": (after_first, after_second, _line_counts(root)),
   }
 
 
@@ -175,7 +176,7 @@ def test_results_match_the_saved_candidates(runs):
 def test_second_run_skips_every_finished_step(runs):
   root = runs["root"]
   assert _events(root, 2) == dict.fromkeys(STEPS, "skipped")
-  after_first, after_second, _, _ = runs["lines"]
+  after_first, after_second, _ = runs["lines"]
   assert after_second == after_first  # no stage logged a single step
   assert (
     runs["second"]["zero_shot_reranked"]
@@ -184,46 +185,31 @@ def test_second_run_skips_every_finished_step(runs):
   assert runs["second_seconds"] < 60
 
 
-def test_changed_transformer_config_retrains_only_the_transformer(runs):
+def test_changed_stages_retrain_and_the_rest_is_skipped(runs):
   root = runs["root"]
   assert _events(root, 3) == {
     "tokenizer": "skipped",
     "dvae": "skipped",
-    "clip": "skipped",
+    "clip": "replaced",
     "transformer": "replaced",
     "evaluation": "replaced",
   }
-  _, after_second, after_third, _ = runs["lines"]
+  _, after_second, after_third = runs["lines"]
   assert after_third["dvae"] == after_second["dvae"]
-  assert after_third["clip"] == after_second["clip"]
-  old_runs = [n for n in os.listdir(root) if n.startswith("transformer.")]
-  assert len(old_runs) == 1 and old_runs[0].startswith("transformer.replaced-")
-  old = os.path.join(root, old_runs[0], "config.json")
-  new = os.path.join(root, "transformer", "config.json")
-  with open(old) as handle:
-    assert json.load(handle)["optim"]["lr"] == 3e-3
-  with open(new) as handle:
-    assert json.load(handle)["optim"]["lr"] == 1e-3
-  assert os.path.isdir(os.path.join(root, old_runs[0], "params"))
+  events = {e["step"]: e for e in _run_events(root, 3)}
+  for stage in ("clip", "transformer"):
+    old_runs = [n for n in os.listdir(root) if n.startswith(f"{stage}.")]
+    assert len(old_runs) == 1
+    assert old_runs[0].startswith(f"{stage}.replaced-")
+    with open(os.path.join(root, old_runs[0], "config.json")) as handle:
+      assert json.load(handle)["optim"]["lr"] == 3e-3
+    with open(os.path.join(root, stage, "config.json")) as handle:
+      assert json.load(handle)["optim"]["lr"] == 1e-3
+    assert os.path.isdir(os.path.join(root, old_runs[0], "params"))
+    assert "optim.lr: 0.003 -> 0.001" in events[stage]["reason"]
+    assert after_third[stage] > 0
   assert any(n.startswith("evaluation.replaced-") for n in os.listdir(root))
-  reason = _run_events(root, 3)[3]["reason"]
-  assert "optim.lr: 0.003 -> 0.001" in reason
-
-
-def test_changed_clip_config_retrains_clip_and_the_evaluation_only(runs):
-  root = runs["root"]
-  assert _events(root, 4) == {
-    "tokenizer": "skipped",
-    "dvae": "skipped",
-    "clip": "replaced",
-    "transformer": "skipped",
-    "evaluation": "replaced",
-  }
-  _, _, after_third, after_fourth = runs["lines"]
-  assert after_fourth["transformer"] == after_third["transformer"]
-  assert after_fourth["clip"] > 0
-  reason = _run_events(root, 4)[-1]["reason"]
-  assert "a step it reads (clip) trained" in reason
+  assert "a step it reads (clip) trained" in events["evaluation"]["reason"]
 
 
 def test_report_command_regenerates_the_report(runs, regenerate_report):
@@ -310,6 +296,89 @@ def test_plan_and_config_differences():
     "b: '<absent>' -> 0",
     "optim.lr: 1.0 -> 2.0",
   ]
+
+
+def _stand_in_steps(trained):
+  """`make_steps` whose steps write only their outputs and settings record.
+
+  The real steps (names, outputs, records, settings) with `execute`
+  replaced: it appends the step's name to `trained` and leaves what a
+  finished step leaves, so `pipeline.run`'s planning runs for real.
+  """
+  real_make_steps = pipeline.make_steps
+
+  def make_steps(config, root):
+    steps = []
+    for step in real_make_steps(config, root):
+
+      def execute(step=step):
+        trained.append(step.name)
+        for path in step.outputs:
+          if path != step.record:
+            os.makedirs(path, exist_ok=True)
+        os.makedirs(os.path.dirname(step.record), exist_ok=True)
+        with open(step.record, "w") as handle:
+          json.dump(step.settings, handle)
+        return {}
+
+      def finished(step=step):
+        return os.path.exists(step.record)
+
+      steps.append(
+        dataclasses.replace(step, execute=execute, finished=finished)
+      )
+    return steps
+
+  return make_steps
+
+
+# CLIP on the dVAE's reconstructions reads the dVAE (`pipeline.step_inputs`).
+ON_RECONSTRUCTIONS = {"clip.dvae.reconstruct": True}
+
+
+@pytest.mark.parametrize(
+  "base, change, retrained",
+  [
+    ({}, {}, []),
+    ({}, {"transformer.optim.lr": 5e-4}, ["transformer", "evaluation"]),
+    ({}, {"clip.optim.lr": 5e-4}, ["clip", "evaluation"]),
+    ({}, {"dvae.optim.lr": 5e-4}, ["dvae", "transformer", "evaluation"]),
+    ({}, {"evaluation.num_candidates": 2}, ["evaluation"]),
+    (
+      ON_RECONSTRUCTIONS,
+      {"dvae.optim.lr": 5e-4},
+      ["dvae", "clip", "transformer", "evaluation"],
+    ),
+  ],
+  ids=[
+    "nothing",
+    "transformer",
+    "clip",
+    "dvae",
+    "evaluation",
+    "dvae-with-clip-on-reconstructions",
+  ],
+)
+def test_each_change_retrains_only_what_reads_it(
+  base, change, retrained, tmp_path, monkeypatch
+):
+  trained = []
+  monkeypatch.setattr(pipeline, "make_steps", _stand_in_steps(trained))
+  monkeypatch.setattr(pipeline.report, "write_report", lambda root: "")
+  monkeypatch.setattr(pipeline.report, "summary_lines", lambda root: [])
+  monkeypatch.setattr(pipeline.generation_eval, "headline", lambda root: {})
+  data_dir = str(tmp_path / "data")
+  root = str(tmp_path / "root")
+  pipeline.run(tiny_config(data_dir, **base), root)
+  assert trained == list(STEPS)
+  trained.clear()
+  pipeline.run(tiny_config(data_dir, **base, **change), root)
+  assert trained == retrained
+  assert _events(root, 2) == {
+    step: "replaced" if step in retrained else "skipped" for step in STEPS
+  }
+  for step in retrained:
+    assert any(n.startswith(f"{step}.replaced-") for n in os.listdir(root))
 
 
 def test_move_aside_never_overwrites(tmp_path):
