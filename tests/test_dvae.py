@@ -17,6 +17,7 @@ from dalle_jax import losses, sharding
 from dalle_jax.models.dvae import (
   DVAE,
   DVAEConfig,
+  PaddedConv,
   PointwiseConv,
   WinogradConv,
   conv_algorithm,
@@ -360,6 +361,34 @@ def test_winograd_conv_equals_a_3x3_flax_conv():
   )
 
 
+@pytest.mark.parametrize("in_channels, features", [(16, 4), (4, 4), (3, 16)])
+def test_padded_conv_equals_a_3x3_flax_conv_with_its_gradients(
+  in_channels, features
+):
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 6, 5, in_channels)))
+  init = nn.initializers.normal(1.0)
+  ours = PaddedConv(features, jnp.float32, kernel_init=init, bias_init=init)
+  params = ours.init(jax.random.key(0), x)
+  reference = nn.Conv(features, (3, 3), padding="SAME")
+  assert jax.tree.map(jnp.shape, params) == jax.tree.map(
+    jnp.shape, reference.init(jax.random.key(1), x)
+  )
+  np.testing.assert_allclose(
+    ours.apply(params, x), reference.apply(params, x), rtol=1e-5, atol=1e-5
+  )
+
+  def loss(module, params, x):
+    return jnp.sum(jnp.sin(module.apply(params, x)))
+
+  ours_grads = jax.grad(loss, argnums=(1, 2))(ours, params, x)
+  reference_grads = jax.grad(loss, argnums=(1, 2))(reference, params, x)
+  for got, want in zip(
+    jax.tree.leaves(ours_grads), jax.tree.leaves(reference_grads), strict=True
+  ):
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize(
   "requested, kernel_size, input_shape, features, dtype, expected",
   [
@@ -374,6 +403,14 @@ def test_winograd_conv_equals_a_3x3_flax_conv():
     ("winograd", 3, (1, 4, 4, 4), 4, jnp.bfloat16, "winograd"),
     ("winograd", 7, (1, 4, 4, 3), 16, jnp.float32, "direct"),
     ("direct", 3, (4, 32, 32, 512), 512, jnp.float32, "direct"),
+    ("auto", 3, (32, 64, 64, 16), 4, jnp.float32, "padded"),  # 4 < 8
+    ("auto", 3, (32, 64, 64, 4), 16, jnp.float32, "padded"),
+    ("auto", 3, (32, 32, 32, 8), 8, jnp.float32, "direct"),
+    ("auto", 3, (32, 64, 64, 4), 4, jnp.bfloat16, "direct"),
+    ("auto", 7, (32, 64, 64, 3), 16, jnp.float32, "direct"),
+    ("padded", 3, (4, 32, 32, 128), 128, jnp.float32, "padded"),
+    ("padded", 1, (4, 32, 32, 4), 4, jnp.float32, "direct"),
+    ("direct", 3, (32, 64, 64, 4), 4, jnp.float32, "direct"),
   ],
 )
 def test_conv_algorithm_per_layer(
