@@ -131,6 +131,10 @@ def get_config(arg: str | None = None):
     # Width at equal wall time: n_hid 32 steps 2.2x slower (2.45 vs 1.10
     # s), so 1,000 steps of it cost about 2,200 of n_hid 16; at its end:
     # 77% / 70%, 25.5 dB, 24% of codes (wrong shape 23% / 30%). 16 stays.
+    # Vocabulary 1,024 (all else as here) collapsed between steps 50 and
+    # 100, as the KL weight ramped up: every cell took one code with
+    # saturated logits (perplexity 1, KL per cell log 1024, 14.8 dB at step
+    # 500) and stayed there; stopped at step 650. 512 stays.
   if variant == "paper":
     config.dvae_schedule.temperature_steps = 150_000
     config.dvae_schedule.kl_warmup_steps = 5_000
