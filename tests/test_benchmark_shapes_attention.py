@@ -1,4 +1,4 @@
-"""The shapes_attention benchmark's variant names (its timing is not a test)."""
+"""Shapes step benchmarks: variant names, summary (timing is not a test)."""
 
 import pytest
 
@@ -17,3 +17,13 @@ def test_variant_names_the_attention_tiles_and_text_length():
 def test_malformed_variant_says_the_expected_form(variant):
   with pytest.raises(SystemExit, match="attention:block_size:text_length"):
     parse_variant(variant)
+
+
+def test_medians_and_speedups_are_against_the_first_variant():
+  from experiments.benchmarks.text_length import medians_and_speedups
+
+  seconds = {"slow": [2.0, 9.0, 2.0], "fast": [1.0, 1.0, 0.5, 7.0]}
+  assert medians_and_speedups(seconds) == {
+    "slow": (2.0, 1.0),
+    "fast": (1.0, 2.0),
+  }

@@ -29,11 +29,14 @@ Run from the repository root, on a quiet machine (about 3 minutes):
 import argparse
 import contextlib
 import dataclasses
-import statistics
 
 from dalle_jax.models import dvae as dvae_model
 from dalle_jax.tasks import dvae as dvae_task
-from experiments.benchmarks.text_length import build_step, time_in_rounds
+from experiments.benchmarks.text_length import (
+  build_step,
+  medians_and_speedups,
+  time_in_rounds,
+)
 
 DEFAULT_ALGORITHMS = ("direct", "auto", "padded")
 
@@ -78,14 +81,11 @@ def main(argv=None):
     with conv_algorithm(algorithm):
       built[algorithm] = build_step("dvae", None)
   seconds = time_in_rounds(built, args.rounds, args.repeats)
-  first = args.algorithms[0]
-  baseline = statistics.median(seconds[first])
-  for algorithm in args.algorithms:
-    median = statistics.median(seconds[algorithm])
+  for algorithm, (median, speedup) in medians_and_speedups(seconds).items():
     print(
       f"{algorithm:10s} {median:.3f} s a step (median of "
-      f"{len(seconds[algorithm])}), {baseline / median:.2f}x the speed of "
-      f"{first}; first loss {built[algorithm]['loss']:.6f}"
+      f"{len(seconds[algorithm])}), {speedup:.2f}x the speed of "
+      f"{args.algorithms[0]}; first loss {built[algorithm]['loss']:.6f}"
     )
 
 

@@ -30,9 +30,12 @@ Run from the repository root, on a quiet machine (about 3 minutes):
 """
 
 import argparse
-import statistics
 
-from experiments.benchmarks.text_length import build_step, time_in_rounds
+from experiments.benchmarks.text_length import (
+  build_step,
+  medians_and_speedups,
+  time_in_rounds,
+)
 
 DEFAULT_VARIANTS = (
   "block_sparse:32:32",
@@ -76,12 +79,10 @@ def main(argv=None):
       "transformer", overrides.pop("text_length"), **overrides
     )
   seconds = time_in_rounds(built, args.rounds, args.repeats)
-  baseline = statistics.median(seconds[args.variants[0]])
-  for variant in args.variants:
-    median = statistics.median(seconds[variant])
+  for variant, (median, speedup) in medians_and_speedups(seconds).items():
     print(
       f"{variant:20s} {median:.3f} s a step (median of "
-      f"{len(seconds[variant])}), {baseline / median:.2f}x the speed of "
+      f"{len(seconds[variant])}), {speedup:.2f}x the speed of "
       f"{args.variants[0]}; first loss {built[variant]['loss']:.6f}"
     )
 

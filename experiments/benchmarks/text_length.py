@@ -95,17 +95,25 @@ def time_in_rounds(built: dict, rounds: int, repeats: int) -> dict:
   return seconds
 
 
+def medians_and_speedups(seconds: dict) -> dict:
+  """{key: (median seconds, speed against the first key)} of `seconds`.
+
+  `seconds` is what `time_in_rounds` returns; > 1 is faster than the first.
+  """
+  medians = {key: statistics.median(values) for key, values in seconds.items()}
+  baseline = next(iter(medians.values()))
+  return {key: (median, baseline / median) for key, median in medians.items()}
+
+
 def main(argv=None):
   args = parse_args(argv)
   for stage in args.stages:
     built = {length: build_step(stage, length) for length in args.lengths}
     seconds = time_in_rounds(built, args.rounds, args.repeats)
-    baseline = statistics.median(seconds[args.lengths[0]])
-    for length in args.lengths:
-      median = statistics.median(seconds[length])
+    for length, (median, speedup) in medians_and_speedups(seconds).items():
       print(
         f"{stage:12s} text length {length:4d}: {median:.3f} s a step"
-        f" (median of {len(seconds[length])}), {baseline / median:.2f}x"
+        f" (median of {len(seconds[length])}), {speedup:.2f}x"
         f" the speed at {args.lengths[0]}"
       )
     del built
