@@ -118,6 +118,7 @@ class Loop:
   eval_rng: jax.Array
   sources: pipeline.DataSources
   host_eval: Callable | None = None
+  eval_warnings: Callable | None = None
   pending: list = dataclasses.field(default_factory=list)
   last_flush_time: float = dataclasses.field(default_factory=time.perf_counter)
   last_flush_step: int = 0
@@ -203,6 +204,8 @@ class Loop:
     if self.host_eval is not None:
       metrics.update(self.host_eval(params, self.sources))
     self.writer.write_scalars(step, "eval", metrics)
+    for message in self.eval_warnings(metrics) if self.eval_warnings else ():
+      logging.warning("Step %d: %s", step, message)
     if self.steps.preview is not None:
       count = self.config.train.preview_images
       first = {k: v[:count] for k, v in self.eval_data[0].items()}
@@ -272,6 +275,7 @@ def run(config: ConfigDict, workdir: str) -> dict[str, float]:
       eval_rng,
       sources,
       task.host_eval,
+      task.eval_warnings,
     )
     try:
       return loop.train(state)

@@ -421,3 +421,26 @@ def test_conv_algorithm_per_layer(
     requested, kernel_size, input_shape, features, jnp.dtype(dtype)
   )
   assert chosen == expected
+
+
+@pytest.mark.parametrize(
+  "perplexity, usage, expected",
+  [
+    (1.0, 1 / 512, "use 1 of 512 codes (code perplexity 1.00)"),
+    (1.9, 3 / 512, "use 3 of 512 codes (code perplexity 1.90)"),
+    (2.0, 3 / 512, None),
+    (19.0, 0.24, None),
+  ],
+)
+def test_a_collapsed_codebook_is_named_with_the_fix(
+  perplexity, usage, expected
+):
+  metrics = {"code_perplexity": perplexity, "codebook_usage": usage}
+  messages = dvae_task.collapse_warnings(metrics, 512)
+  if expected is None:
+    assert messages == []
+  else:
+    (message,) = messages
+    assert expected in message
+    assert "config.optim.lr" in message and "new --workdir" in message
+  assert dvae_task.collapse_warnings({}, 512) == []  # no code statistics

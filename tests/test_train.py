@@ -177,3 +177,33 @@ def test_dvae_stage_runs_end_to_end(tmp_path, data_dir):
   assert train[0]["temperature"] > train[-1]["temperature"]
   assert train[0]["kl_weight"] < train[-1]["kl_weight"]
   assert len(glob.glob(os.path.join(workdir, "images", "*.png"))) == 2
+
+
+def test_evaluation_logs_the_task_s_warnings(tmp_path, caplog):
+  from dalle_jax.tasks import dvae as dvae_task
+  from dalle_jax.train import Loop, Steps
+
+  def eval_step(params, batch, rng):
+    return {"code_perplexity": 1.0, "codebook_usage": 1 / 32}
+
+  loop = Loop(
+    config=tiny_config(str(tmp_path)),
+    workdir=str(tmp_path),
+    steps=Steps(train=None, eval=eval_step, preview=None),
+    batches=None,
+    eval_data=[{}],
+    writer=summaries.MetricWriter(str(tmp_path)),
+    checkpointer=None,
+    step_rng=None,
+    eval_rng=None,
+    sources=None,
+    eval_warnings=lambda m: dvae_task.collapse_warnings(m, 32),
+  )
+  with caplog.at_level(logging.WARNING):
+    metrics = loop.evaluate(500, params=None)
+  loop.writer.close()
+  assert metrics["code_perplexity"] == 1.0
+  warnings = [r.getMessage() for r in caplog.records]
+  assert len(warnings) == 1
+  assert warnings[0].startswith("Step 500: the dVAE's codebook has collapsed")
+  assert "use 1 of 32 codes" in warnings[0]

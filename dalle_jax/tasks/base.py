@@ -37,6 +37,8 @@ class Task:
       look at (e.g. originals over reconstructions), or None.
     host_eval: `(params, sources) -> metrics` computed on the host at each
       evaluation (e.g. the Shapes judge on reconstructions), or None.
+    eval_warnings: `eval metrics -> messages` that the loop logs as
+      warnings after each evaluation (e.g. a collapsed codebook), or None.
   """
 
   name: str
@@ -47,6 +49,7 @@ class Task:
   eval_step: Callable[[Any, Batch, jax.Array], Metrics]
   preview: Callable[[Any, Batch], jax.Array] | None = None
   host_eval: Callable[[Any, Any], dict[str, float]] | None = None
+  eval_warnings: Callable[[Mapping[str, float]], list[str]] | None = None
 
 
 def norm_metrics(grads, updates, params) -> Metrics:

@@ -102,6 +102,36 @@ def code_statistics(codes: jax.Array, vocab_size: int) -> dict[str, jax.Array]:
   }
 
 
+# Below this code perplexity on the validation batches, every image is
+# coded with (nearly) one code: the codebook has collapsed.
+COLLAPSED_PERPLEXITY = 2.0
+
+
+def collapse_warnings(metrics, vocab_size: int) -> list[str]:
+  """A warning when the evaluation's codes show a collapsed codebook.
+
+  Args:
+    metrics: evaluation metrics with `code_perplexity` and
+      `codebook_usage` (`code_statistics` of hard codes).
+    vocab_size: K.
+
+  Returns:
+    One message naming the figures and what to change, or none.
+  """
+  perplexity = metrics.get("code_perplexity")
+  if perplexity is None or perplexity >= COLLAPSED_PERPLEXITY:
+    return []
+  used = round(float(metrics["codebook_usage"]) * vocab_size)
+  return [
+    f"the dVAE's codebook has collapsed: the validation images use {used} "
+    f"of {vocab_size} codes (code perplexity {float(perplexity):.2f}), so "
+    "the codes say next to nothing about the images. A collapsed run "
+    "rarely recovers: stop it and train again in a new --workdir with a "
+    "lower config.optim.lr or config.dvae_schedule.kl_weight (the comments "
+    "of dalle_jax/configs/dvae.py list settings that collapsed)."
+  ]
+
+
 def make_task(config: ConfigDict) -> Task:
   """Builds the dVAE task from the run config."""
   dvae_config = model_config(config)
@@ -184,4 +214,9 @@ def make_task(config: ConfigDict) -> Task:
         metrics.update({f"{split}_{k}": v for k, v in judged.items()})
       return metrics
 
-  return Task("dvae", init, train_step, eval_step, preview, host_eval)
+  def eval_warnings(metrics):
+    return collapse_warnings(metrics, dvae_config.vocab_size)
+
+  return Task(
+    "dvae", init, train_step, eval_step, preview, host_eval, eval_warnings
+  )
