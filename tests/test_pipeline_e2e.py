@@ -7,14 +7,17 @@ transformer and CLIP learning rates (only those two stages and the
 evaluation may train again). Each test checks one part of what those runs
 left. Which stage a change retrains, one change at a time, is checked
 without training (`test_each_change_retrains_only_what_reads_it`), where it
-costs nothing.
+costs nothing. The quick start and zero-shot notebooks run on the finished
+root too.
 """
 
 import dataclasses
 import json
 import os
+import re
 import time
 
+import notebook_kernels
 import numpy as np
 import pytest
 from PIL import Image
@@ -210,6 +213,74 @@ def test_changed_stages_retrain_and_the_rest_is_skipped(runs):
     assert after_third[stage] > 0
   assert any(n.startswith("evaluation.replaced-") for n in os.listdir(root))
   assert "a step it reads (clip) trained" in events["evaluation"]["reason"]
+
+
+@pytest.fixture(scope="module")
+def notebooks(runs, tmp_path_factory):
+  """The quick start and zero-shot notebooks, run on the fixture's root.
+
+  Both are given the finished root (DALLE_JAX_NOTEBOOK_ROOT), so neither
+  trains: their training cell calls the same `train.run` the fixture does,
+  and training the tiny pipeline once more in a kernel cost about 100 s of
+  the suite. Each gets a WORKDIR that must stay unwritten.
+  """
+  make_notebooks = notebook_kernels.make_notebooks()
+  unused = tmp_path_factory.mktemp("notebooks")
+  data_dir = runs["data_dir"]
+  shared = {
+    "DALLE_JAX_NOTEBOOK_ROOT": runs["root"],
+    "DALLE_JAX_DATA_DIR": data_dir,
+  }
+  names = (make_notebooks.QUICK_START, make_notebooks.ZERO_SHOT)
+  workdirs = {name: str(unused / name) for name in names}
+  results = notebook_kernels.execute_all(
+    {
+      name: {**shared, "DALLE_JAX_NOTEBOOK_WORKDIR": workdirs[name]}
+      for name in names
+    }
+  )
+  return {"results": results, "workdirs": workdirs, "module": make_notebooks}
+
+
+def _notebook(notebooks, name):
+  notebook = notebook_kernels.notebook_run(notebooks["results"], name)
+  # It read the finished pipeline and wrote nothing of its own.
+  assert not os.path.exists(notebooks["workdirs"][name])
+  return notebook
+
+
+def test_quick_start_notebook_samples_and_shows_grids(runs, notebooks):
+  name = notebooks["module"].QUICK_START
+  notebook = _notebook(notebooks, name)
+  text = notebook_kernels.printed(notebook)
+  assert "zero_shot: one sample" in text  # the pipeline's summary
+  # TINY: 2 prompts, the best 2 of 4 candidates each, scored by CLIP.
+  assert "scored by clip; images (2, 2, 32, 32, 3) uint8" in text
+  assert notebook_kernels.image_count(notebook) == 2  # one grid per prompt
+  # No pipeline run was added to the root's record.
+  assert _run_events(runs["root"], 4) == []
+
+
+def test_zero_shot_notebook_judges_with_and_without_reranking(notebooks):
+  notebook = _notebook(notebooks, notebooks["module"].ZERO_SHOT)
+  text = notebook_kernels.printed(notebook)
+  number = notebook_kernels.NUMBER
+  accuracies = {
+    name: float(value)
+    for name, value in re.findall(rf"accuracy ([^:\n]+): {number}", text)
+  }
+  assert set(accuracies) == {
+    "real images",
+    "without reranking",
+    "CLIP best of 4",
+  }
+  # The judge finds every real zero-shot image correct; samples of 4
+  # prompts score a multiple of 1/4.
+  assert accuracies["real images"] == 1.0
+  for name in ("without reranking", "CLIP best of 4"):
+    assert accuracies[name] * 4 == pytest.approx(round(accuracies[name] * 4))
+  assert "('red', 'triangle')" in text  # the held-out pairs
+  assert notebook_kernels.image_count(notebook) == 4  # real, first, reranked
 
 
 def test_report_command_regenerates_the_report(runs, regenerate_report):

@@ -5,7 +5,9 @@ notebook is a readable diff and the .ipynb files never hold outputs:
   python -m experiments.notebooks.make_notebooks
 
 tests/test_notebooks.py checks the committed .ipynb files equal what this
-writes, then executes each one headlessly at tiny size.
+writes and executes the released-weights notebook headlessly at tiny size;
+tests/test_pipeline_e2e.py executes the other two on the tiny pipeline it
+trains.
 
 Every notebook starts with the same two cells: one that installs dalle_jax
 when it runs on Colab, and a "parameters" cell (papermill's tag) whose
