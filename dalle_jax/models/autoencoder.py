@@ -13,6 +13,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from dalle_jax import sharding
+from dalle_jax.models import initializers
 
 CONV_KERNEL_AXES = (
   sharding.KERNEL_HEIGHT,
@@ -41,7 +42,7 @@ def _conv(features: int, kernel: int, stride: int = 1, name: str | None = None):
     strides=(stride, stride),
     padding="SAME",
     kernel_init=nn.with_logical_partitioning(
-      nn.initializers.lecun_normal(), CONV_KERNEL_AXES
+      initializers.lecun_normal(), CONV_KERNEL_AXES
     ),
     bias_init=nn.with_logical_partitioning(
       nn.initializers.zeros, (sharding.CHANNELS_OUT,)

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from dalle_jax import sharding
+from dalle_jax.models import initializers
 
 # `clip/clip.py` normalisation of RGB pixels in [0, 1].
 IMAGE_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -193,8 +194,8 @@ class Attention(nn.Module):
     """`[B, T, W] float32` -> `[B, T, W] float32`."""
     width = x.shape[-1]
     head_dim = width // self.heads
-    in_init = nn.initializers.normal(width**-0.5)
-    out_init = nn.initializers.normal(width**-0.5 * (2 * self.layers) ** -0.5)
+    in_init = initializers.normal(width**-0.5)
+    out_init = initializers.normal(width**-0.5 * (2 * self.layers) ** -0.5)
     in_shape = (width, self.heads, head_dim)
     in_axes = (sharding.EMBED, sharding.HEADS, sharding.HEAD_DIM)
     bias_axes = (sharding.HEADS, sharding.HEAD_DIM)
@@ -242,7 +243,7 @@ class ResidualBlock(nn.Module):
     y = nn.Dense(
       hidden,
       kernel_init=_boxed(
-        nn.initializers.normal((2 * width) ** -0.5),
+        initializers.normal((2 * width) ** -0.5),
         sharding.EMBED,
         sharding.MLP,
       ),
@@ -253,7 +254,7 @@ class ResidualBlock(nn.Module):
     y = nn.Dense(
       width,
       kernel_init=_boxed(
-        nn.initializers.normal(width**-0.5 * (2 * self.layers) ** -0.5),
+        initializers.normal(width**-0.5 * (2 * self.layers) ** -0.5),
         sharding.MLP,
         sharding.EMBED,
       ),
@@ -287,7 +288,7 @@ class VisionTower(nn.Module):
       padding="VALID",
       use_bias=False,
       kernel_init=_boxed(
-        nn.initializers.lecun_normal(),
+        initializers.lecun_normal(),
         sharding.KERNEL_HEIGHT,
         sharding.KERNEL_WIDTH,
         sharding.CHANNELS_IN,
@@ -299,13 +300,13 @@ class VisionTower(nn.Module):
     patches = patches.reshape(batch, config.grid_size**2, width)
     class_embedding = self.param(
       "class_embedding",
-      _boxed(nn.initializers.normal(scale), sharding.EMBED),
+      _boxed(initializers.normal(scale), sharding.EMBED),
       (width,),
     )
     # Positions are replicated: no parameter axis name exists for them.
     positions = self.param(
       "position_embedding",
-      _boxed(nn.initializers.normal(scale), None, sharding.EMBED),
+      _boxed(initializers.normal(scale), None, sharding.EMBED),
       (config.grid_size**2 + 1, width),
     )
     class_tokens = jnp.broadcast_to(class_embedding, (batch, 1, width))
@@ -315,7 +316,7 @@ class VisionTower(nn.Module):
     pooled = _layer_norm(config, "ln_post")(x[:, 0])
     projection = self.param(
       "projection",
-      _boxed(nn.initializers.normal(scale), sharding.EMBED, None),
+      _boxed(initializers.normal(scale), sharding.EMBED, None),
       (width, config.embed_dim),
     )
     return pooled @ projection
@@ -356,13 +357,13 @@ class TextTower(nn.Module):
       config.text_vocab_size,
       width,
       embedding_init=_boxed(
-        nn.initializers.normal(0.02), sharding.VOCAB, sharding.EMBED
+        initializers.normal(0.02), sharding.VOCAB, sharding.EMBED
       ),
       name="token_embedding",
     )(tokens)
     positions = self.param(
       "position_embedding",
-      _boxed(nn.initializers.normal(0.01), None, sharding.EMBED),
+      _boxed(initializers.normal(0.01), None, sharding.EMBED),
       (config.text_length, width),
     )
     x = x + positions[:length]
@@ -372,7 +373,7 @@ class TextTower(nn.Module):
     pooled = _layer_norm(config, "ln_final")(pooled)
     projection = self.param(
       "projection",
-      _boxed(nn.initializers.normal(width**-0.5), sharding.EMBED, None),
+      _boxed(initializers.normal(width**-0.5), sharding.EMBED, None),
       (width, config.embed_dim),
     )
     return pooled @ projection

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from dalle_jax import losses, sharding
-from dalle_jax.models import winograd
+from dalle_jax.models import initializers, winograd
 
 COMPUTE_DTYPES = ("float32", "bfloat16")
 # How 3x3 convs compute: 'auto' picks per layer (`conv_algorithm`),
@@ -316,7 +316,7 @@ def _conv(
   'padded' (see `conv_algorithm`); the others `nn.Conv`.
   """
   kernel_init = nn.with_logical_partitioning(
-    nn.initializers.variance_scaling(1.0, "fan_in", "normal"),
+    initializers.variance_scaling(1.0, "fan_in", "normal"),
     (sharding.KERNEL_HEIGHT, sharding.KERNEL_WIDTH, in_axis, out_axis),
   )
   bias_init = nn.with_logical_partitioning(
@@ -464,7 +464,7 @@ class CodeEmbedding(nn.Module):
   @nn.compact
   def __call__(self, codes: jax.Array) -> jax.Array:
     """`[B, h, w]` int or `[B, h, w, K]` float -> `[B, h, w, features]` f32."""
-    kernel_init = nn.initializers.variance_scaling(1.0, "fan_in", "normal")
+    kernel_init = initializers.variance_scaling(1.0, "fan_in", "normal")
     kernel = self.param(
       "kernel",
       nn.with_logical_partitioning(

@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dalle_jax import sharding
+from dalle_jax.models import initializers
 from dalle_jax.models.attention import (
   ATTENTION_FACTORIES,
   DEFAULT_BLOCK_SIZE,
@@ -253,7 +254,7 @@ def _partitioned(init, names):
 
 
 def _fan_in_normal(scale: float = 1.0):
-  return nn.initializers.variance_scaling(scale, "fan_in", "normal")
+  return initializers.variance_scaling(scale, "fan_in", "normal")
 
 
 def _layer_norm(config: TransformerConfig, name: str) -> nn.LayerNorm:
@@ -328,7 +329,7 @@ class HeadLinear(nn.Module):
     """[..., *in] -> [..., *features] in `dtype`; in = the contracted dims."""
     num_in = len(self.names) - len(self.features)
     in_axes = tuple(range(num_in))
-    init = nn.initializers.variance_scaling(
+    init = initializers.variance_scaling(
       self.scale,
       "fan_in",
       "normal",
@@ -503,7 +504,7 @@ class Transformer(nn.Module):
     config = self.config
     config.validate()
     width, dtype = config.width, config.compute_dtype
-    table_init = nn.initializers.normal(stddev=0.02)
+    table_init = initializers.normal(stddev=0.02)
 
     def embed(size):
       return nn.Embed(

@@ -1,0 +1,111 @@
+"""Compile time of each stage's parameter init: flat draws against N-d draws.
+
+`dalle_jax.models.initializers` draws every parameter's random numbers as
+one flat vector and reshapes it; jax's own initializers draw in the
+parameter's shape. The values are bitwise equal (tests/test_initializers.py);
+XLA:CPU compiles the flat draws much faster. This compiles each stage's
+jitted init (the shapes64 configs; the transformer's model init) both ways
+in one process, alternating, with no compilation cache, and prints the
+median compile time of each and their ratio, and whether the initialised
+parameters are equal.
+
+Run from the repository root, on a quiet machine (several minutes; the
+N-d dVAE init alone compiles for about a minute):
+
+  python -m experiments.benchmarks.init_compile
+  python -m experiments.benchmarks.init_compile --stages clip --rounds 1
+"""
+
+import argparse
+import contextlib
+import statistics
+import time
+
+import jax
+import numpy as np
+
+from dalle_jax import sharding, tasks
+from dalle_jax.models import initializers
+
+STAGES = ("dvae", "clip", "transformer")
+VARIANTS = ("flat", "nd")
+
+
+def parse_args(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--stages", nargs="+", choices=STAGES, default=STAGES)
+  parser.add_argument("--rounds", type=int, default=2)
+  return parser.parse_args(argv)
+
+
+@contextlib.contextmanager
+def draws(variant: str):
+  """Initializers built and traced inside draw 'flat' (as shipped) or 'nd'.
+
+  'nd' draws in each parameter's own shape, as jax's initializers do: the
+  compile time this module had before it drew flat.
+  """
+  saved = initializers._flat_normal, initializers._flat_truncated_normal
+  if variant == "nd":
+    initializers._flat_normal = jax.random.normal
+    initializers._flat_truncated_normal = lambda key, shape, dtype: (
+      jax.random.truncated_normal(key, -2, 2, shape, dtype)
+    )
+  try:
+    yield
+  finally:
+    initializers._flat_normal, initializers._flat_truncated_normal = saved
+
+
+def stage_init(stage: str):
+  """`init(key) -> params tree` of the stage at its shapes64 size."""
+  if stage == "transformer":
+    from dalle_jax.configs import transformer as transformer_configs
+    from dalle_jax.models.transformer import Transformer
+    from dalle_jax.tasks.transformer import model_config
+    from experiments.benchmarks.sampling import random_inputs
+
+    config = transformer_configs.get_config("variant=shapes64")
+    model = Transformer(model_config(config))
+    text, codes = random_inputs(model.config, 1)
+    return lambda key: sharding.unbox(model.init(key, text, codes))
+  from dalle_jax.configs import clip, dvae
+
+  config = {"dvae": dvae, "clip": clip}[stage].get_config("variant=shapes64")
+  task = tasks.make_task(config)
+  return lambda key: sharding.unbox(task.init(key)).params
+
+
+def compile_seconds(stage: str, variant: str):
+  """(seconds to lower and compile the init, its parameters)."""
+  with draws(variant):
+    init = jax.jit(stage_init(stage))
+    start = time.perf_counter()
+    compiled = init.lower(jax.random.key(0)).compile()
+    seconds = time.perf_counter() - start
+  return seconds, jax.device_get(compiled(jax.random.key(0)))
+
+
+def main(argv=None):
+  args = parse_args(argv)
+  jax.config.update("jax_enable_compilation_cache", False)
+  for stage in args.stages:
+    seconds = {variant: [] for variant in VARIANTS}
+    params = {}
+    for round_index in range(args.rounds):
+      order = VARIANTS if round_index % 2 == 0 else VARIANTS[::-1]
+      for variant in order:
+        taken, params[variant] = compile_seconds(stage, variant)
+        seconds[variant].append(taken)
+    leaves = [jax.tree.leaves(params[variant]) for variant in VARIANTS]
+    equal = all(np.array_equal(a, b) for a, b in zip(*leaves, strict=True))
+    flat, nd = (statistics.median(seconds[v]) for v in VARIANTS)
+    print(
+      f"{stage:12s} init compile: flat {flat:.1f} s, N-d {nd:.1f} s "
+      f"({nd / flat:.1f}x faster flat; medians of {args.rounds}); "
+      f"parameters equal: {equal}"
+    )
+
+
+if __name__ == "__main__":
+  main()
