@@ -6,10 +6,12 @@ partitionable threefry (its default) counts through an N-d array with one
 iota per axis, and XLA:CPU's LLVM back end is slow on the fused kernels
 that makes for 4-d kernels. Measured on a 2-core AMD EPYC, jax 0.10.2: one
 3x3x16x16 `jax.random.bits` compiled in 6.7 s, the same 2,304 numbers drawn
-flat in 0.7 s, and the Shapes dVAE's whole `init` in 64 s against 16 s.
-A flat draw reshaped is bitwise the N-d draw (the counter is the flat
-index), so switching changes no value, and sharded draws stay
-partitionable.
+flat in 0.7 s, and the Shapes dVAE's whole `init` in 41.3 s against 12.0 s
+(experiments/benchmarks/init_compile.py). A flat draw reshaped is bitwise
+the N-d draw (the counter is the flat index), so switching changes no
+value. Under sharding, XLA may draw a parameter's whole flat vector on
+each device before keeping its shard: a one-off cost at init, one
+parameter at a time; the parameters' shardings do not change.
 
 Each function builds an `Initializer`: `init(key, shape, dtype=float32)`.
 """
