@@ -10,8 +10,8 @@ flat in 0.7 s, and the Shapes dVAE's whole `init` in 41.3 s against 12.0 s
 (experiments/benchmarks/init_compile.py). A flat draw reshaped is bitwise
 the N-d draw (the counter is the flat index), so switching changes no
 value. Under sharding, XLA may draw a parameter's whole flat vector on
-each device before keeping its shard: a one-off cost at init, one
-parameter at a time; the parameters' shardings do not change.
+each device before keeping its shard (a one-off cost at init, not
+measured); the parameters' shardings do not change.
 
 Each function builds an `Initializer`: `init(key, shape, dtype=float32)`.
 """
