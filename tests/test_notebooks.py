@@ -41,9 +41,11 @@ def test_notebook_files_match_their_generator(name):
 
 def test_released_weights_convert_to_matching_models(tmp_path):
   workdir = str(tmp_path / "released_weights")
-  name = notebooks.RELEASED_WEIGHTS
-  results = execute_all({name: {"DALLE_JAX_NOTEBOOK_WORKDIR": workdir}})
-  notebook = notebook_run(results, name)
+  notebook_name = notebooks.RELEASED_WEIGHTS
+  results = execute_all(
+    {notebook_name: {"DALLE_JAX_NOTEBOOK_WORKDIR": workdir}}
+  )
+  notebook = notebook_run(results, notebook_name)
   differences = dict(
     re.findall(rf"(.+): max relative difference {NUMBER}", printed(notebook))
   )

@@ -81,10 +81,12 @@ def variance_scaling(
     in_size, out_size = _size(shape, in_axis), _size(shape, out_axis)
     receptive_field = math.prod(shape) / in_size / out_size
     fan_in, fan_out = in_size * receptive_field, out_size * receptive_field
-    fan = {"fan_in": fan_in, "fan_out": fan_out}.get(mode)
-    if fan is None:  # fan_avg
-      fan = (fan_in + fan_out) / 2
-    variance = jnp.array(scale / fan, dtype)
+    fans = {
+      "fan_in": fan_in,
+      "fan_out": fan_out,
+      "fan_avg": (fan_in + fan_out) / 2,
+    }
+    variance = jnp.array(scale / fans[mode], dtype)
     if distribution == "normal":
       return _flat_normal(key, shape, dtype) * jnp.sqrt(variance)
     # 0.8796...: the standard deviation of N(0, 1) truncated to (-2, 2).
