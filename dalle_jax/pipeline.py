@@ -44,6 +44,8 @@ from dalle_jax import train as train_lib
 from dalle_jax.configs import default as default_config
 from dalle_jax.data import pipeline as data_pipeline
 from dalle_jax.tasks import clip as clip_task
+from dalle_jax.tasks import dvae as dvae_task
+from dalle_jax.tasks import transformer as transformer_task
 
 logger = logging.getLogger(__name__)
 
@@ -279,6 +281,20 @@ def validate(config: ConfigDict, root: str | None = None) -> None:
   if not problems:  # the stages share `data`: each would repeat them
     for stage in TRAINED_STAGES:
       config_lib.validate(config[stage])
+    # Checked here too, not only when the transformer loads the trained
+    # dVAE: a mismatch would otherwise show after the dVAE's training.
+    misfits = transformer_task.dvae_fit_problems(
+      dvae_task.model_config(config.dvae),
+      config.transformer,
+      name="config.transformer",
+    )
+    if misfits:
+      problems.append(
+        "The transformer must model the pipeline dVAE's codes: "
+        + "; ".join(misfits)
+        + ". Set the transformer's fields to the dVAE's (its grid side is"
+        " data.image_size / 2**(config.dvae.model.group_count - 1))."
+      )
   for stage in TRAINED_STAGES:
     if config[stage].task != stage:
       problems.append(

@@ -31,6 +31,7 @@ from dalle_jax import (
   summaries,
   train,
 )
+from dalle_jax.configs import default as default_config
 from dalle_jax.generator import Generator
 
 DEFAULT = os.path.join(
@@ -503,7 +504,7 @@ def test_stage_log_sums_resumed_time_and_restarts_on_replace(tmp_path):
 # The config.
 
 
-@pytest.mark.parametrize("variant", ["tiny", "shapes64"])
+@pytest.mark.parametrize("variant", default_config.VARIANTS)
 def test_default_config_builds_and_validates(variant, tmp_path):
   config = config_lib.load_config(f"{DEFAULT}:variant={variant}")
   root = str(tmp_path)
@@ -571,6 +572,14 @@ def test_train_command_line_reads_the_default_config():
     ({"evaluation.num_candidates": 0}, "num_candidates=0 must be at least 1"),
     ({"dvae.task": "clip"}, "config.dvae.task='clip' must be 'dvae'"),
     ({"clip.train.num_steps": 0}, "config.train.num_steps=0 must be > 0"),
+    (
+      {"dvae.model.group_count": 3},  # the tiny dVAE's grid becomes 8
+      r"grid side is 8 but config.transformer.model.grid_side=16",
+    ),
+    (
+      {"transformer.model.image_vocab_size": 64},
+      r"codebook size is 32 but config.transformer.model.image_vocab_size=64",
+    ),
     (
       {
         "data.name": "folder",

@@ -192,18 +192,19 @@ DVAE_FITS = (
 IMAGE_SIZE_FIT = DVAE_FITS[:1]
 
 
-def check_dvae_fits(
-  dvae_config: DVAEConfig, config: ConfigDict, fits=DVAE_FITS
-) -> None:
-  """Refuses a dVAE whose images, grid or codebook differ from the config's.
+def dvae_fit_problems(
+  dvae_config: DVAEConfig, config: ConfigDict, fits=DVAE_FITS, name="config"
+) -> list[str]:
+  """Each way the dVAE's images, grid or codebook differ from the config's.
 
   Args:
     dvae_config: the dVAE's hyperparameters.
     config: the run config that reads the dVAE.
     fits: the (what, DVAEConfig attribute, config field) triples to compare.
+    name: how messages name `config` (e.g. 'config.transformer').
 
-  Raises:
-    ValueError: naming each differing value, the dVAE's and the config's.
+  Returns:
+    One message per differing value, naming the dVAE's and the config's.
   """
   problems = []
   for what, attribute, field in fits:
@@ -211,8 +212,20 @@ def check_dvae_fits(
     value = config_lib.get_field(config, field)
     if dvae_value != value:
       problems.append(
-        f"the dVAE's {what} is {dvae_value} but config.{field}={value}"
+        f"the dVAE's {what} is {dvae_value} but {name}.{field}={value}"
       )
+  return problems
+
+
+def check_dvae_fits(
+  dvae_config: DVAEConfig, config: ConfigDict, fits=DVAE_FITS
+) -> None:
+  """Refuses a dVAE whose images, grid or codebook differ from the config's.
+
+  Raises:
+    ValueError: naming each differing value (`dvae_fit_problems`).
+  """
+  problems = dvae_fit_problems(dvae_config, config, fits)
   if problems:
     raise ValueError(
       f"The dVAE in {config.dvae.workdir!r} does not fit this config: "

@@ -31,8 +31,13 @@ import time
 import jax
 import numpy as np
 
-from dalle_jax import sharding, tasks
+from dalle_jax import sharding
 from dalle_jax.models import initializers
+from experiments.benchmarks.sampling import random_inputs
+from experiments.benchmarks.xla_cpu_flags import (
+  shapes64_task,
+  shapes64_transformer,
+)
 
 STAGES = ("dvae", "clip", "transformer")
 VARIANTS = ("flat", "nd")
@@ -67,19 +72,10 @@ def draws(variant: str):
 def stage_init(stage: str):
   """`init(key) -> params tree` of the stage at its shapes64 size."""
   if stage == "transformer":
-    from dalle_jax.configs import transformer as transformer_configs
-    from dalle_jax.models.transformer import Transformer
-    from dalle_jax.tasks.transformer import model_config
-    from experiments.benchmarks.sampling import random_inputs
-
-    config = transformer_configs.get_config("variant=shapes64")
-    model = Transformer(model_config(config))
+    model = shapes64_transformer()[1]
     text, codes = random_inputs(model.config, 1)
     return lambda key: sharding.unbox(model.init(key, text, codes))
-  from dalle_jax.configs import clip, dvae
-
-  config = {"dvae": dvae, "clip": clip}[stage].get_config("variant=shapes64")
-  task = tasks.make_task(config)
+  task = shapes64_task(stage)[1]
   return lambda key: sharding.unbox(task.init(key)).params
 
 

@@ -72,21 +72,48 @@ def parse_args(argv=None):
   return parser.parse_args(argv)
 
 
-def task_step(stage: str, text_length: int | None = None):
-  """The stage's jitted Task train step and a random batch for it.
+def shapes64_task(stage: str, text_length: int | None = None):
+  """(config, Task) of the dVAE or CLIP stage's shipped shapes64 config.
 
   `text_length` replaces the config's `data.text_length` (None keeps it).
   """
-  import jax
-  import numpy as np
-
-  from dalle_jax import sharding, tasks
+  from dalle_jax import tasks
   from dalle_jax.configs import clip, dvae
 
   config = {"dvae": dvae, "clip": clip}[stage].get_config("variant=shapes64")
   if text_length is not None:
     config.data.text_length = text_length
-  task = tasks.make_task(config)
+  return config, tasks.make_task(config)
+
+
+def shapes64_transformer(text_length: int | None = None, **model_overrides):
+  """(config, Transformer) of the prior's shipped shapes64 config.
+
+  `text_length` replaces the config's `data.text_length` (None keeps it);
+  `model_overrides` replace `config.model` fields (e.g. attention='dense').
+  """
+  from dalle_jax.configs import transformer as transformer_configs
+  from dalle_jax.models.transformer import Transformer
+  from dalle_jax.tasks.transformer import model_config
+
+  config = transformer_configs.get_config("variant=shapes64")
+  if text_length is not None:
+    config.data.text_length = text_length
+  config.model.update(model_overrides)
+  return config, Transformer(model_config(config))
+
+
+def task_step(stage: str, text_length: int | None = None):
+  """The stage's jitted Task train step and a random batch for it.
+
+  `text_length` as in `shapes64_task`.
+  """
+  import jax
+  import numpy as np
+
+  from dalle_jax import sharding
+
+  config, task = shapes64_task(stage, text_length)
   state = jax.jit(lambda key: sharding.unbox(task.init(key)))(jax.random.key(0))
   rng = np.random.default_rng(0)
   size, batch_size = config.data.image_size, config.data.batch_size
@@ -103,27 +130,19 @@ def task_step(stage: str, text_length: int | None = None):
 def transformer_step(text_length: int | None = None, **model_overrides):
   """The prior's loss + grads + update (its shapes64 optimiser), jitted.
 
-  `text_length` replaces the config's `data.text_length` (None keeps it);
-  `model_overrides` replace `config.model` fields (e.g. attention='dense').
+  Arguments as in `shapes64_transformer`.
   """
   import jax
   import optax
 
   from dalle_jax import optim
-  from dalle_jax.configs import transformer as transformer_configs
-  from dalle_jax.models.transformer import Transformer
-  from dalle_jax.tasks.transformer import model_config
   from experiments.benchmarks.sampling import (
     prior_loss,
     random_inputs,
     random_params,
   )
 
-  config = transformer_configs.get_config("variant=shapes64")
-  if text_length is not None:
-    config.data.text_length = text_length
-  config.model.update(model_overrides)
-  model = Transformer(model_config(config))
+  config, model = shapes64_transformer(text_length, **model_overrides)
   loss_fn = prior_loss(model)
   tx, _ = optim.make_optimizer(config.optim, config.train.num_steps)
   text, codes = random_inputs(model.config, config.data.batch_size)
