@@ -174,21 +174,12 @@ def check_stages_fit(
   Raises:
     ValueError: naming each differing setting with both runs' values.
   """
-  dvae_config, prior = dvae.model_config, transformer.model_config
-  pairs = (
-    ("codebook size", dvae_config.vocab_size, "model.image_vocab_size",
-     prior.image_vocab_size),
-    ("code grid side", dvae_config.grid_size, "model.grid_side",
-     prior.grid_side),
-    ("image size", dvae_config.image_size, "data.image_size",
-     transformer.run_config.data.image_size),
-  )  # fmt: skip
-  problems = [
-    f"the dVAE's {what} is {dvae_value} but the transformer's {field} is"
-    f" {prior_value}"
-    for what, dvae_value, field, prior_value in pairs
-    if dvae_value != prior_value
-  ]
+  dvae_config = dvae.model_config
+  # The same comparison as the transformer task's load-time check, on the
+  # config the transformer was trained with.
+  problems = transformer_task.dvae_fit_problems(
+    dvae_config, transformer.run_config, name="the transformer's config"
+  )
   if problems:
     raise ValueError(
       f"The dVAE run {dvae.workdir!r} does not fit the transformer run"

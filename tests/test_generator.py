@@ -356,7 +356,7 @@ def test_refuses_a_transformer_of_another_codebook(stage_root, tmp_path):
     )
   message = str(error.value)
   assert "codebook size is 32" in message
-  assert "model.image_vocab_size is 64" in message
+  assert "the transformer's config.model.image_vocab_size=64" in message
   assert transformer in message
 
 
