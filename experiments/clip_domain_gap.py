@@ -14,6 +14,10 @@ is CLIP's, not the dVAE's.
 
   python -m experiments.clip_domain_gap --workdir runs/default
 
+`--clip_workdir runs/NAME` measures another finished CLIP run instead of
+the pipeline's (on the same images and the pipeline's dVAE), so a CLIP
+variant's reading of decoded shapes is compared without a new pipeline.
+
 Measured (2026-11-22) on the default run `runs/default_s7` (CLIP with one
 hard negative, 512 examples per split), pair accuracy on originals /
 reconstructions / judge-correct reconstructions: validation, plus swapped
@@ -32,9 +36,10 @@ import sys
 
 import numpy as np
 
-from dalle_jax import evaluate, rerank
+from dalle_jax import evaluate, rerank, stages
 from dalle_jax.data import shapes
 from dalle_jax.generator import Generator
+from experiments import rerank_scorers
 
 
 def parse_args(argv=None):
@@ -45,6 +50,10 @@ def parse_args(argv=None):
   )
   parser.add_argument("--examples", type=int, default=512)
   parser.add_argument("--chunk_size", type=int, default=64)
+  parser.add_argument(
+    "--clip_workdir",
+    help="a finished CLIP run to measure instead of the pipeline's",
+  )
   return parser.parse_args(argv)
 
 
@@ -69,6 +78,11 @@ def split_examples(split: str, count: int, image_size: int, seed: int):
   return captions, negatives, np.stack(images)
 
 
+def share(wins: np.ndarray) -> str:
+  """'93.8%' for the share of True in `wins`; '-' when it is empty."""
+  return f"{wins.mean():.1%}" if wins.size else "-"
+
+
 def pair_wins(scorer, captions, negatives, images, chunk_size) -> np.ndarray:
   """[N] bool: the image's own caption outscores its swapped one."""
   own = rerank.score(scorer, captions, images=images, chunk_size=chunk_size)
@@ -81,11 +95,18 @@ def pair_wins(scorer, captions, negatives, images, chunk_size) -> np.ndarray:
 def main(argv=None) -> int:
   args = parse_args(argv)
   generator = Generator.from_workdir(args.workdir)
-  if generator.clip is None:
-    print(f"{args.workdir} has no CLIP stage to measure.", file=sys.stderr)
+  if args.clip_workdir:
+    clip = stages.load_stage(args.clip_workdir, "clip")
+    scorer = rerank_scorers.clip_scorer(generator, clip)
+  elif generator.clip is not None:
+    clip, scorer = generator.clip, generator.scorers[rerank.CLIP]
+  else:
+    print(
+      f"{args.workdir} has no CLIP stage to measure; pass --clip_workdir.",
+      file=sys.stderr,
+    )
     return 1
-  seed = generator.clip.run_config.data.shapes.seed
-  scorer = generator.scorers[rerank.CLIP]
+  seed = clip.run_config.data.shapes.seed
   for split in args.splits:
     captions, negatives, originals = split_examples(
       split, args.examples, generator.image_size, seed
@@ -118,9 +139,9 @@ def main(argv=None) -> int:
       )
       kept = rows & judged_correct
       print(
-        f"{shape:14s} {rows.sum():8d} {wins['originals'][rows].mean():10.1%}"
-        f" {wins['reconstructions'][rows].mean():16.1%}"
-        f" {wins['reconstructions'][kept].mean():23.1%} of {kept.sum():4d}"
+        f"{shape:14s} {rows.sum():8d} {share(wins['originals'][rows]):>10s}"
+        f" {share(wins['reconstructions'][rows]):>16s}"
+        f" {share(wins['reconstructions'][kept]):>23s} of {kept.sum():4d}"
       )
   return 0
 

@@ -662,6 +662,22 @@ def test_rerank_scorers_scores_with_another_clip_run(runs, capsys):
   assert "clip:clip: best of 4 minus one sample" in printed
 
 
+def test_clip_domain_gap_measures_another_clip_run(runs, capsys):
+  from experiments import clip_domain_gap
+
+  # The pipeline's own CLIP, passed as another run, must print the same
+  # pair accuracies as the pipeline's CLIP read through the Generator.
+  root = runs["root"]
+  argv = ["--workdir", root, "--examples", "8", "--chunk_size", "4"]
+  assert clip_domain_gap.main(argv) == 0
+  own = capsys.readouterr().out
+  other = ["--clip_workdir", os.path.join(root, "clip")]
+  assert clip_domain_gap.main(argv + other) == 0
+  assert capsys.readouterr().out == own
+  assert "zero_shot: 8 examples" in own and "plus" in own
+  assert "nan" not in own  # shapes without examples print "-"
+
+
 def test_rerank_scorers_standardises_each_prompt():
   from experiments import rerank_scorers
 
