@@ -54,6 +54,19 @@ default run's candidates, best of 64 zero_shot / validation: 87.5 / 93.8%
 against 85.9 / 92.2% for the default CLIP, one prompt each, within the
 noise of 64 prompts, for twice CLIP's time: it stays off.
 
+Patch size (`model.patch_size`, 8 here): at 4 px the step costs 4.2x the
+FLOPs (110 against 26 GFLOP, XLA cost analysis), 2.2x with 2 vision
+layers. Measured (2026-12-05, runs/clip_s17_patch4_l2_600: 4 px, 2 vision
+layers, 600 steps, against the default run runs/pipeline_s17 on an AMD
+2-core machine): it reads the dVAE's decoded pluses as well as rendered
+ones (`experiments/clip_domain_gap.py`, plus swapped, validation: 94%
+originals / 96% reconstructions, against 100 / 86% at 8 px) but is weaker
+elsewhere (retrieval top-1 84 / 58% on validation / zero_shot; triangles
+65% on held-out reconstructions); as the reranker of that run's candidates
+best of 64 is 82.8 / 93.8% (zero_shot / validation) against 79.7 / 92.2%
+for the default CLIP, within the noise of 64 prompts. The full 4-px model
+(4 layers, 1,200 steps, about 80 min on that machine) is untried.
+
 `images/` shows, for each of the first validation captions, its own image
 and then the batch ranked by CLIP score, best first. `variant=tiny` runs in
 seconds (tests); `variant=paper` is OpenAI's ViT-B/32 (Radford et al. 2021)
