@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from ml_collections import ConfigDict
 from PIL import Image
 
 from dalle_jax import checkpoint, sharding, summaries
@@ -74,6 +75,23 @@ def test_model_config_follows_the_run_config():
   assert model.text_vocab_size == 256 + 16
   assert model.text_pooling == POOL_FIRST_AT_LEAST
   assert model.eos_token == 256
+
+
+def test_model_config_takes_a_conv_stem_from_the_command_line():
+  config = config_lib.load_config(f"{CLIP_CONFIG}:variant=shapes64")
+  config_lib.override_from_text(config, "model.stem_widths", "(16, 32)")
+  model = clip_task.model_config(config)
+  assert model.stem_widths == (16, 32)
+  # Two halvings: the patch embedding covers 2x2 of the stem's output.
+  assert (model.patch_embedding_size, model.grid_size) == (2, 8)
+
+
+def test_model_config_of_a_run_saved_before_the_stem_has_none():
+  config = config_lib.load_config(f"{CLIP_CONFIG}:variant=shapes64")
+  saved = config_lib.to_dict(config)
+  del saved["model"]["stem_widths"]
+  model = clip_task.model_config(ConfigDict(saved))
+  assert (model.stem_widths, model.patch_embedding_size) == ((), 8)
 
 
 def test_paper_variant_is_vit_b_32_on_256_pixels():

@@ -95,6 +95,7 @@ def get_config(arg: str | None = None):
   config.tokenizer.vocab_size = 256
 
   config.model.patch_size = 8
+  config.model.stem_widths = ()
   config.model.vision_width = 128
   config.model.vision_layers = 4
   config.model.vision_heads = 4

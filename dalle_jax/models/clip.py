@@ -59,7 +59,12 @@ class CLIPConfig:
 
   Attributes:
     image_size: H = W of the input images in pixels.
-    patch_size: side of the square patches (conv kernel = stride).
+    patch_size: side of the square patches (G = image_size / patch_size).
+    stem_widths: channels of a convolutional stem (Xiao et al. 2021, "Early
+      convolutions help transformers see better"), one 3x3 stride-2 conv +
+      ReLU per entry, run before the patch embedding, whose kernel = stride
+      then shrinks to `patch_size / 2**len(stem_widths)` so that G is
+      unchanged. Empty (OpenAI's layout): one linear patch embedding.
     vision_width: W of the image tower.
     vision_layers: residual blocks in the image tower.
     vision_heads: attention heads in the image tower.
@@ -89,6 +94,7 @@ class CLIPConfig:
 
   image_size: int = 224
   patch_size: int = 32
+  stem_widths: tuple[int, ...] = ()
   vision_width: int = 768
   vision_layers: int = 12
   vision_heads: int = 12
@@ -105,6 +111,19 @@ class CLIPConfig:
   eos_token: int = 49407
 
   def __post_init__(self):
+    # A config read back from JSON brings a list; keep the dataclass hashable.
+    object.__setattr__(self, "stem_widths", tuple(self.stem_widths))
+    if self.patch_size % 2 ** len(self.stem_widths):
+      raise ValueError(
+        f"patch_size={self.patch_size} is not a multiple of "
+        f"2**len(stem_widths)={2 ** len(self.stem_widths)}: each stem conv "
+        "halves the image, and the patch embedding covers what is left of a "
+        "patch. Use fewer stem_widths or a larger patch_size."
+      )
+    if any(width < 1 for width in self.stem_widths):
+      raise ValueError(
+        f"stem_widths={self.stem_widths} must be positive channel counts."
+      )
     if self.image_size % self.patch_size:
       raise ValueError(
         f"image_size={self.image_size} is not a multiple of "
@@ -131,6 +150,11 @@ class CLIPConfig:
   def grid_size(self) -> int:
     """G, patches per image side."""
     return self.image_size // self.patch_size
+
+  @property
+  def patch_embedding_size(self) -> int:
+    """Kernel = stride of the patch embedding, on the stem's output."""
+    return self.patch_size // 2 ** len(self.stem_widths)
 
 
 def preprocess_images(images: jax.Array) -> jax.Array:
@@ -271,7 +295,7 @@ def _tower(config: CLIPConfig, x, heads: int, layers: int, causal: bool):
 
 
 class VisionTower(nn.Module):
-  """ViT: patches + class token -> `ln_post(class output) @ projection`."""
+  """ViT: [conv stem ->] patches + class token -> `ln_post(class) @ proj`."""
 
   config: CLIPConfig
 
@@ -281,10 +305,31 @@ class VisionTower(nn.Module):
     config = self.config
     width = config.vision_width
     scale = width**-0.5
+    x = images
+    for index, channels in enumerate(config.stem_widths):
+      # He init: each conv feeds a ReLU.
+      x = nn.Conv(
+        channels,
+        (3, 3),
+        strides=(2, 2),
+        # torch's padding=1: kernels centred on even pixels, sides halved.
+        padding=((1, 1), (1, 1)),
+        kernel_init=_boxed(
+          initializers.variance_scaling(2.0, "fan_in", "normal"),
+          sharding.KERNEL_HEIGHT,
+          sharding.KERNEL_WIDTH,
+          sharding.CHANNELS_IN,
+          sharding.CHANNELS_OUT,
+        ),
+        bias_init=_boxed(nn.initializers.zeros, sharding.CHANNELS_OUT),
+        name=f"stem_{index}",
+      )(x)
+      x = nn.relu(x)
+    patch = config.patch_embedding_size
     patches = nn.Conv(
       width,
-      (config.patch_size, config.patch_size),
-      strides=(config.patch_size, config.patch_size),
+      (patch, patch),
+      strides=(patch, patch),
       padding="VALID",
       use_bias=False,
       kernel_init=_boxed(
@@ -295,7 +340,7 @@ class VisionTower(nn.Module):
         sharding.EMBED,
       ),
       name="patch_embedding",
-    )(images)
+    )(x)
     batch = images.shape[0]
     patches = patches.reshape(batch, config.grid_size**2, width)
     class_embedding = self.param(

@@ -79,6 +79,8 @@ def model_config(config: ConfigDict) -> CLIPConfig:
   return CLIPConfig(
     image_size=config.data.image_size,
     patch_size=model.patch_size,
+    # Runs saved before the stem existed have no such field: no stem.
+    stem_widths=tuple(model.get("stem_widths", ())),
     vision_width=model.vision_width,
     vision_layers=model.vision_layers,
     vision_heads=model.vision_heads,
