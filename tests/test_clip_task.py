@@ -59,6 +59,8 @@ def test_model_config_follows_the_run_config():
   config = config_lib.load_config(f"{CLIP_CONFIG}:variant=shapes64")
   model = clip_task.model_config(config)
   assert (model.image_size, model.patch_size, model.grid_size) == (64, 8, 8)
+  # Three stride-2 stem convs take 64 px to 8x8: a 1x1 patch embedding.
+  assert (model.stem_widths, model.patch_embedding_size) == ((32, 64, 128), 1)
   assert (model.vision_width, model.vision_layers, model.vision_heads) == (
     config.model.vision_width,
     config.model.vision_layers,
