@@ -605,10 +605,13 @@ def test_rerank_scorers_experiment_on_the_saved_candidates(runs, capsys):
   saved = np.load(path)
   captions = [str(c) for c in saved["captions"]]
   # The likelihoods of the saved codes equal what the Generator reports when
-  # it samples the same candidates (same seed) and scores them itself.
+  # it samples the same candidates (same seed and temperature) and scores
+  # them itself.
+  with open(os.path.join(root, pipeline.PIPELINE_FILE)) as handle:
+    temperature = json.load(handle)["evaluation"]["temperature"]
   own = generator(
     captions, num_candidates=4, keep=4, seed=0, rerank=False,
-    scorer="likelihood",
+    scorer="likelihood", temperature=temperature,
   )  # fmt: skip
   np.testing.assert_array_equal(own.tokens, saved["tokens"])
   likelihood = rerank_scorers.likelihood_scores(
