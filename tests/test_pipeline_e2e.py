@@ -607,8 +607,8 @@ def test_rerank_scorers_experiment_on_the_saved_candidates(runs, capsys):
   # The likelihoods of the saved codes equal what the Generator reports when
   # it samples the same candidates (same seed and temperature) and scores
   # them itself.
-  with open(os.path.join(root, pipeline.PIPELINE_FILE)) as handle:
-    temperature = json.load(handle)["evaluation"]["temperature"]
+  saved_config = pipeline.read_json(os.path.join(root, pipeline.PIPELINE_FILE))
+  temperature = saved_config["evaluation"]["temperature"]
   own = generator(
     captions, num_candidates=4, keep=4, seed=0, rerank=False,
     scorer="likelihood", temperature=temperature,
