@@ -693,3 +693,91 @@ def test_rerank_scorers_standardises_each_prompt():
   # Prompt 0: best (index 2) correct, 1/3 of candidates: +2/3; prompt 1:
   # a tie goes to index 0, correct, 1/3: +2/3.
   assert mean == pytest.approx(2 / 3) and error == pytest.approx(0.0)
+
+
+def test_sampling_sweep_judges_held_back_prompts(runs, capsys, monkeypatch):
+  from dalle_jax.data import pipeline as data_pipeline
+  from experiments import sampling_sweep
+
+  root = runs["root"]
+  argv = [
+    "--workdir", root, "--splits", "zero_shot", "--num_prompts", "3",
+    "--setting", "temperature=1.0", "--setting", "temperature=0.5,top_k=4",
+  ]  # fmt: skip
+  assert sampling_sweep.main(argv) == 0
+  first = capsys.readouterr().out
+  sweep = os.path.join(root, "sampling_sweep", "zero_shot")
+  summary = pipeline.read_json(os.path.join(sweep, "summary.json"))
+
+  # The held-back prompts are the first distinct canonical captions of the
+  # built zero_shot split (read from the data set, not regenerated) that
+  # the evaluation did not judge.
+  with np.load(os.path.join(root, "evaluation", "zero_shot.npz")) as saved:
+    evaluated = {str(caption) for caption in saved["captions"]}
+  stage_config = pipeline.stage_configs(tiny_config(runs["data_dir"]), root)
+  source = data_pipeline.prepare_sources(stage_config["dvae"]).extra[
+    "zero_shot"
+  ]
+  distinct = generation_eval.first_distinct_captions(
+    source, len(source), "canonical_caption"
+  )
+  assert summary["prompts"] == [c for c in distinct if c not in evaluated][:3]
+
+  # Each setting's figures are those of its saved, judged candidates.
+  for label in ("temperature=1.0", "temperature=0.5,top_k=4"):
+    with np.load(os.path.join(sweep, f"{label}.npz")) as saved:
+      assert list(saved["captions"]) == summary["prompts"]
+      assert saved["tokens"].shape[:2] == (3, 4)
+      correct = np.all(saved["holds"] != 0, axis=-1)
+      best = np.argmax(saved["scores"], axis=1)
+    result = summary["results"][label]
+    assert result["single_sample"] == pytest.approx(correct.mean())
+    assert result["reranked"]["clip"][-1] == pytest.approx(
+      correct[np.arange(3), best].mean()
+    )
+    assert f"{label:s}" in first
+  assert summary["chosen"] in summary["results"]
+  assert "3 held-back prompts" in first and "CLIP best of N" in first
+
+  # A second call reuses the saved candidates: it samples nothing and
+  # prints the same tables.
+  def no_sampling(*args, **kwargs):
+    raise AssertionError("sampled again")
+
+  monkeypatch.setattr(generation_eval, "judge_split", no_sampling)
+  assert sampling_sweep.main(argv) == 0
+  second = capsys.readouterr().out
+  assert "reused" in second and "sampled" not in second
+  assert second.split("\n\n", 1)[1] == first.split("\n\n", 1)[1]
+
+  # Too many prompts for the split is refused with the counts and the fix.
+  assert sampling_sweep.main([*argv[:4], "--num_prompts", "100"]) == 1
+  assert "lower --num_prompts" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+  "text, message",
+  [
+    ("temp=0.8", "keys among temperature, top_k, top_p"),
+    ("temperature", "write key=value pairs"),
+    ("top_k=1.5", "top_k='1.5' is not an integer"),
+    ("temperature=0", "must be a finite Python number > 0"),
+    ("top_p=1.5", r"number in \(0, 1\]"),
+  ],
+)
+def test_sampling_sweep_refuses_a_bad_setting(text, message):
+  from experiments import sampling_sweep
+
+  with pytest.raises(ValueError, match=message):
+    sampling_sweep.parse_setting(text)
+
+
+def test_sampling_sweep_reads_settings():
+  from experiments import sampling_sweep
+
+  setting = sampling_sweep.parse_setting("temperature=0.8, top_k=64,top_p=0")
+  assert setting == {"temperature": 0.8, "top_k": 64, "top_p": 0.0}
+  assert (
+    sampling_sweep.setting_label(setting)
+    == "temperature=0.8,top_k=64,top_p=0.0"
+  )
