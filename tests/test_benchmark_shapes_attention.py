@@ -27,3 +27,12 @@ def test_medians_and_speedups_are_against_the_first_variant():
     "slow": (2.0, 1.0),
     "fast": (1.0, 2.0),
   }
+
+
+def test_clip_stem_variant_names_the_stem_widths():
+  from experiments.benchmarks.clip_stem import parse_variant
+
+  assert parse_variant("none") == ()
+  assert parse_variant("32,64,128") == (32, 64, 128)
+  with pytest.raises(SystemExit, match="comma-separated stem widths"):
+    parse_variant("32;64")

@@ -47,14 +47,14 @@ def parse_args(argv=None):
 def build_step(stage: str, text_length: int, **model_overrides):
   """A jitted step with its state and batch, compiled and warmed up.
 
-  `model_overrides` replace the transformer's `config.model` fields. The
-  result holds the warm-up step's loss, which variants computing the same
+  `model_overrides` replace the stage's `config.model` fields. The result
+  holds the warm-up step's loss, which variants computing the same
   function must share.
   """
   if stage == "transformer":
     step, state, batch = transformer_step(text_length, **model_overrides)
   else:
-    step, state, batch = task_step(stage, text_length)
+    step, state, batch = task_step(stage, text_length, **model_overrides)
   rng = jax.random.key(0)
   state, metrics = step(state, batch, rng)
   jax.block_until_ready((state, metrics))

@@ -72,10 +72,13 @@ def parse_args(argv=None):
   return parser.parse_args(argv)
 
 
-def shapes64_task(stage: str, text_length: int | None = None):
+def shapes64_task(
+  stage: str, text_length: int | None = None, **model_overrides
+):
   """(config, Task) of the dVAE or CLIP stage's shipped shapes64 config.
 
-  `text_length` replaces the config's `data.text_length` (None keeps it).
+  `text_length` replaces the config's `data.text_length` (None keeps it);
+  `model_overrides` replace `config.model` fields (e.g. stem_widths=()).
   """
   from dalle_jax import tasks
   from dalle_jax.configs import clip, dvae
@@ -83,6 +86,7 @@ def shapes64_task(stage: str, text_length: int | None = None):
   config = {"dvae": dvae, "clip": clip}[stage].get_config("variant=shapes64")
   if text_length is not None:
     config.data.text_length = text_length
+  config.model.update(model_overrides)
   return config, tasks.make_task(config)
 
 
@@ -103,17 +107,17 @@ def shapes64_transformer(text_length: int | None = None, **model_overrides):
   return config, Transformer(model_config(config))
 
 
-def task_step(stage: str, text_length: int | None = None):
+def task_step(stage: str, text_length: int | None = None, **model_overrides):
   """The stage's jitted Task train step and a random batch for it.
 
-  `text_length` as in `shapes64_task`.
+  Arguments as in `shapes64_task`.
   """
   import jax
   import numpy as np
 
   from dalle_jax import sharding
 
-  config, task = shapes64_task(stage, text_length)
+  config, task = shapes64_task(stage, text_length, **model_overrides)
   state = jax.jit(lambda key: sharding.unbox(task.init(key)))(jax.random.key(0))
   rng = np.random.default_rng(0)
   size, batch_size = config.data.image_size, config.data.batch_size
