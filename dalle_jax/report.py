@@ -42,6 +42,8 @@ REPORT_FILE = "report.md"
 PIPELINE_FILE = "pipeline.json"
 STAGES_FILE = "stages.json"
 FIGURES_DIR = "figures"
+# Written by generation_eval.evaluate: the evaluation section it ran with.
+EVALUATION_CONFIG = "config.json"
 STAGES = ("dvae", "clip", "transformer")
 MIN_TILE_PIXELS = 160
 CAPTION_COLOUR, SCORE_COLOUR = (0, 0, 0), (0, 70, 160)
@@ -104,6 +106,20 @@ def _read_json(path: str, default):
     return default
   with open(path) as handle:
     return json.load(handle)
+
+
+def evaluation_settings(root: str, config: dict) -> dict:
+  """The settings ROOT's evaluation was sampled with.
+
+  The evaluation's own record (`evaluation/config.json`, written when it
+  ran), not pipeline.json's section: pipeline.json holds the latest run's
+  config, written when that run starts, so after a run that changed the
+  sampling settings and stopped before its evaluation it describes an
+  evaluation that was never made. pipeline.json's section only for
+  evaluations without a record.
+  """
+  own = _read_json(os.path.join(root, EVALUATION_DIR, EVALUATION_CONFIG), None)
+  return own if own is not None else config.get("evaluation", {})
 
 
 def read_steps(root: str) -> tuple[int, list[tuple[str, dict]]]:
@@ -616,7 +632,7 @@ def stage_sections(root: str, figures: dict) -> list[str]:
 def report_markdown(root: str, results: dict, figures: dict) -> str:
   """The text of report.md."""
   config = _read_json(os.path.join(root, PIPELINE_FILE), {})
-  evaluation = config.get("evaluation", {})
+  evaluation = evaluation_settings(root, config)
   sections = judged_sections if results["kind"] == JUDGED else scored_sections
   lines = [
     "# dalle_jax pipeline report",
@@ -650,7 +666,7 @@ def write_report(root: str) -> str:
   root = os.path.abspath(root)
   results = read_results(root)
   config = _read_json(os.path.join(root, PIPELINE_FILE), {})
-  grid_prompts = config.get("evaluation", {}).get("grid_prompts", 16)
+  grid_prompts = evaluation_settings(root, config).get("grid_prompts", 16)
   figures = write_figures(root, results, grid_prompts)
   path = os.path.join(root, REPORT_FILE)
   temporary = f"{path}.tmp"

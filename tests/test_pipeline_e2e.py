@@ -15,6 +15,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import time
 
 import notebook_kernels
@@ -288,6 +289,27 @@ def test_report_command_regenerates_the_report(runs, regenerate_report):
   root, text = regenerate_report(runs["root"])
   assert "### By attribute" in text
   assert len(os.listdir(os.path.join(root, "figures"))) == 6
+
+
+def test_report_states_the_settings_its_evaluation_was_sampled_with(
+  runs, tmp_path
+):
+  # pipeline.json is the latest run's config, written when the run starts:
+  # after a run that changed the temperature and stopped before evaluating,
+  # it no longer describes the evaluation on disk. The report must state
+  # the evaluation's own settings.
+  root = str(tmp_path / "copy")
+  shutil.copytree(runs["root"], root)
+  own = pipeline.read_json(os.path.join(root, "evaluation", "config.json"))
+  latest = pipeline.read_json(os.path.join(root, pipeline.PIPELINE_FILE))
+  latest["evaluation"]["temperature"] = 0.123
+  with open(os.path.join(root, pipeline.PIPELINE_FILE), "w") as handle:
+    json.dump(latest, handle)
+  assert report.main(["--workdir", root]) == 0
+  with open(os.path.join(root, "report.md")) as handle:
+    text = handle.read()
+  assert f"(temperature {own['temperature']}, seed {own['seed']})" in text
+  assert "(temperature 0.123," not in text
 
 
 def test_report_command_without_evaluation_names_the_train_command(
@@ -781,3 +803,23 @@ def test_sampling_sweep_reads_settings():
     sampling_sweep.setting_label(setting)
     == "temperature=0.8,top_k=64,top_p=0.0"
   )
+
+
+def test_sampling_sweep_chooses_by_the_mean_over_splits():
+  from experiments.sampling_sweep import choose
+
+  def result(best, single):
+    return {"reranked": {"clip": [0.0, best]}, "single_sample": single}
+
+  per_split = {
+    "zero_shot": {"a": result(0.875, 0.5), "b": result(0.625, 0.5)},
+    "validation": {"a": result(0.625, 0.5), "b": result(1.0, 0.5)},
+  }
+  # a is best on zero_shot alone, b on the mean (0.8125 against 0.75).
+  assert choose({"zero_shot": per_split["zero_shot"]}) == "a"
+  assert choose(per_split) == "b"
+  # Equal means (0.75): the higher mean single-sample accuracy wins.
+  per_split["validation"]["b"] = result(0.875, 0.25)
+  assert choose(per_split) == "a"
+  same = {"x": {"a": result(0.5, 0.5), "b": result(0.5, 0.5)}}
+  assert choose(same) == "a"  # a full tie: the earlier setting

@@ -17,9 +17,12 @@ in a stage's section, changes it for all stages.
 variant=shapes64 (the default) uses each stage's shapes64 variant (their
 step counts are tuned in their own files). The target is at most 45
 minutes end to end on 2 CPU cores; measured on a 2-core AMD EPYC
-(2026-12-05): 1 h 44 min (tokenizer 0.2, dVAE 25, CLIP 25, transformer 46,
-evaluation 8), see experiments/results/default_cpu/report.md; on the Intel
-CI machine (2026-11-22, before CLIP's conv stem) 1 h 13 min. variant=tiny runs
+(2026-12-05, `make train` from nothing): 53 min 42 s (data and tokenizer
+0.75, dVAE 14.4, CLIP 12.4, transformer 23.3, evaluation 2.7), see
+experiments/results/default_cpu/report.md. A machine of the same kind ran
+the same stages the day before in 1 h 44 min, to the same figures bit for
+bit; on the Intel CI machine (2026-11-22, before CLIP's conv stem) 1 h 13
+min. variant=tiny runs
 the whole pipeline in about a minute (tests): the stages' tiny variants (32
 px images, a 16 x 16 code grid) with 4 steps each.
 

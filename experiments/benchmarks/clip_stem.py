@@ -13,9 +13,11 @@ and its FLOPs per step from XLA's cost analysis.
 Variants are comma-separated stem widths; 'none' is the linear patch
 embedding (OpenAI's), e.g. `none 16,32 32,64,128`.
 
-Measured (2026-12-05, jax 0.10.2, 2-core AMD EPYC, a throwaway script with
-the same steps, 3 rounds of 3): none 0.76 s, 25.9 GFLOP; 16,32 0.80 s
-(1.06x the time), 26.4 GFLOP; 32,64,128 0.98 s (1.29x), 29.5 GFLOP.
+Measured by this script (2026-12-05, jax 0.10.2, 2-core AMD EPYC, quiet
+machine, 3 rounds of 3 steps, 77 s in all): none 0.646 s, 25.9 GFLOP;
+16,32 0.657 s (1.02x the time), 26.4 GFLOP; 32,64,128 0.790 s (1.22x),
+29.5 GFLOP. A throwaway script with the same steps on the slower machine
+of the day before: 0.76 / 0.80 / 0.98 s (1.00 / 1.06 / 1.29x).
 
 Run from the repository root, on a quiet machine (about 2 minutes):
 
