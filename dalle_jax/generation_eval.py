@@ -292,7 +292,8 @@ def folder_captions(source, count: int) -> list[str]:
   return captions
 
 
-def _split_source(sources: data_pipeline.DataSources, split: str):
+def split_source(sources: data_pipeline.DataSources, split: str):
+  """The random-access source of a Shapes evaluation split."""
   return sources.eval if split == "validation" else sources.extra[split]
 
 
@@ -401,7 +402,7 @@ def evaluate(
   results = {"kind": kind, "splits": {}}
   if kind == JUDGED:
     for split in evaluation.splits:
-      source = _split_source(sources, split)
+      source = split_source(sources, split)
       captions = evaluation_captions(source, evaluation.num_prompts)
       path = os.path.join(workdir, f"{split}.npz")
       results["splits"][split] = judge_split(

@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from dalle_jax import images, summaries
+from dalle_jax.checkpoint import CONFIG_FILE
 from dalle_jax.generation_eval import (
   ATTRIBUTES,
   CLIP_SCORES,
@@ -42,8 +43,6 @@ REPORT_FILE = "report.md"
 PIPELINE_FILE = "pipeline.json"
 STAGES_FILE = "stages.json"
 FIGURES_DIR = "figures"
-# Written by generation_eval.evaluate: the evaluation section it ran with.
-EVALUATION_CONFIG = "config.json"
 STAGES = ("dvae", "clip", "transformer")
 MIN_TILE_PIXELS = 160
 CAPTION_COLOUR, SCORE_COLOUR = (0, 0, 0), (0, 70, 160)
@@ -118,7 +117,7 @@ def evaluation_settings(root: str, config: dict) -> dict:
   evaluation that was never made. pipeline.json's section only for
   evaluations without a record.
   """
-  own = _read_json(os.path.join(root, EVALUATION_DIR, EVALUATION_CONFIG), None)
+  own = _read_json(os.path.join(root, EVALUATION_DIR, CONFIG_FILE), None)
   return own if own is not None else config.get("evaluation", {})
 
 

@@ -5,8 +5,8 @@ distinct canonical captions of each split. Choosing its temperature (or
 top-k, top-p) by that same figure would tune on the test set. This samples
 a finished pipeline's transformer on **held-back prompts**: distinct
 canonical captions of the split that the evaluation did not use (the
-captions in ROOT/evaluation/<split>.npz are excluded), in record order of
-the procedural split. For each setting it draws the same number of
+captions in ROOT/evaluation/<split>.npz are excluded), in the record order
+of the built split, as the evaluation reads it. For each setting it draws the same number of
 candidates with the evaluation's seed, judges them with the Shapes judge
 and prints, side by side, the single-sample accuracy, the best of all
 candidates under three rerankers (CLIP, the transformer's likelihood, both;
@@ -56,7 +56,7 @@ import numpy as np
 from ml_collections import ConfigDict
 
 from dalle_jax import checkpoint, generation_eval, pipeline, sampling
-from dalle_jax.data import shapes
+from dalle_jax.data import pipeline as data_pipeline
 from dalle_jax.generator import Generator
 from experiments import rerank_scorers
 
@@ -113,42 +113,31 @@ def setting_label(setting: dict) -> str:
   return ",".join(f"{key}={value}" for key, value in setting.items())
 
 
-def held_back_captions(
-  split: str,
-  count: int,
-  excluded: set[str],
-  num_examples: int,
-  image_size: int,
-  seed: int,
-) -> list[str]:
+def held_back_captions(source, count: int, excluded: set[str]) -> list[str]:
   """The first `count` distinct canonical captions of a split not excluded.
 
   Args:
-    split: a Shapes evaluation split ('zero_shot' or 'validation').
+    source: the split's random-access source (`generation_eval.split_source`),
+      read in record order as the evaluation reads it.
     count: how many captions.
     excluded: captions to skip (the evaluation's prompts).
-    num_examples: the split's size in the run's data set.
-    image_size: the run's image side.
-    seed: the run's Shapes seed.
 
   Raises:
     ValueError: the split has fewer such captions (names both counts and
       the fix).
   """
-  captions: list[str] = []
-  for index in range(num_examples):
-    caption = shapes.generate_example(split, index, image_size, seed)[
-      "canonical_caption"
-    ]
-    if caption not in excluded and caption not in captions:
-      captions.append(caption)
-      if len(captions) == count:
-        return captions
-  raise ValueError(
-    f"The {split} split ({num_examples} examples) has {len(captions)} "
-    f"distinct canonical captions besides the evaluation's {len(excluded)}, "
-    f"fewer than --num_prompts={count}; lower --num_prompts."
+  # Enough distinct captions that `count` remain whichever are excluded.
+  distinct = generation_eval.first_distinct_captions(
+    source, count + len(excluded), "canonical_caption"
   )
+  captions = [caption for caption in distinct if caption not in excluded]
+  if len(captions) < count:
+    raise ValueError(
+      f"The split ({len(source)} examples) has {len(captions)} distinct "
+      f"canonical captions besides the evaluation's {len(excluded)}, fewer "
+      f"than --num_prompts={count}; lower --num_prompts."
+    )
+  return captions[:count]
 
 
 def evaluated_captions(root: str, split: str) -> set[str]:
@@ -324,19 +313,15 @@ def main(argv=None) -> int:
   }
   num_prompts = args.num_prompts or evaluation["num_prompts"]
   splits = args.splits or evaluation["splits"]
-  data = config["data"]
+  # The evaluation's data set (built already, unless it was removed).
+  sources = data_pipeline.prepare_sources(ConfigDict({"data": config["data"]}))
   generator = Generator.from_workdir(args.workdir)
   per_split = {}
   for split in splits:
     try:
       excluded = evaluated_captions(args.workdir, split)
       captions = held_back_captions(
-        split,
-        num_prompts,
-        excluded,
-        num_examples=data["shapes"][f"num_{split}"],
-        image_size=generator.image_size,
-        seed=data["shapes"]["seed"],
+        generation_eval.split_source(sources, split), num_prompts, excluded
       )
     except (FileNotFoundError, ValueError) as error:
       print(error, file=sys.stderr)
