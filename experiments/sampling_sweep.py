@@ -55,7 +55,7 @@ import sys
 import numpy as np
 from ml_collections import ConfigDict
 
-from dalle_jax import checkpoint, generation_eval, pipeline, sampling
+from dalle_jax import checkpoint, generation_eval, pipeline, report, sampling
 from dalle_jax.data import pipeline as data_pipeline
 from dalle_jax.generator import Generator
 from experiments import rerank_scorers
@@ -302,7 +302,8 @@ def main(argv=None) -> int:
       file=sys.stderr,
     )
     return 1
-  evaluation = config["evaluation"]
+  # What the evaluation on disk was sampled with (its prompts are excluded).
+  evaluation = report.evaluation_settings(args.workdir, config)
   fields = {
     key: value
     for key, value in (
