@@ -47,11 +47,8 @@ the same machine kind (2026-12-06, `--case train --repeats 10`, text 32):
 ours 0.597 s, dalle-pytorch 0.632 s: **1.06x**, with a matmul rate of 170
 GFLOP/s (ours 61% of it, dalle-pytorch 58%); 1.5x would need 86%. The
 ratio follows the machine: PyTorch's step gained 2.8x from the faster
-day, ours 2.4x. A jax.profiler trace of our step that day put its matmul
-fusions at 68% of the summed op time and layout copies of weights and
-activations at 9%; fusing the q/k/v projections into one matmul and
-XLA:CPU's scheduler and XNNPACK flags each moved the step by less than
-its noise (0.61-0.67 s).
+day, ours 2.4x. Where our step's time goes, and what was tried against
+it: `experiments/benchmarks/step_profile.py`.
 
 What is matched, and what cannot be:
 - Attention pattern (`--torch_attention matched`, the default): our layer

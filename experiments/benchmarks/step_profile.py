@@ -86,7 +86,7 @@ def op_seconds(trace_events: list[dict]) -> dict[str, tuple[float, int]]:
     name = event.get("name", "")
     if event.get("ph") != "X" or not HLO_OP_NAME.match(name):
       continue
-    category = name.rsplit(".", 1)[0] if "." in name else name
+    category = name.rsplit(".", 1)[0]
     totals[category][0] += event.get("dur", 0) / 1e6
     totals[category][1] += 1
   return {name: (seconds, count) for name, (seconds, count) in totals.items()}
