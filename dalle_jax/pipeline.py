@@ -14,7 +14,9 @@ evaluation.
 
 Layout of ROOT:
   pipeline.json       the pipeline config of the latest run
-  stages.json         per step: what each run did and how long it took
+  stages.json         per step: what each run did, how long it took and
+                      the root it was made in (a copied or moved ROOT
+                      reads its records' paths as its own: `relocation`)
   tokenizer.model     the BPE tokenizer every stage reads, and
   tokenizer.json      the settings it was trained with
   dvae/ clip/ transformer/   the stages' work directories (`train.run`)
@@ -38,7 +40,7 @@ from typing import Any
 
 from ml_collections import ConfigDict
 
-from dalle_jax import checkpoint, generation_eval, report
+from dalle_jax import checkpoint, generation_eval, relocation, report
 from dalle_jax import config as config_lib
 from dalle_jax import train as train_lib
 from dalle_jax.configs import default as default_config
@@ -211,11 +213,14 @@ class StageLog:
   """`stages.json`: what each run did per step, and each output's cost.
 
   `steps[name]` describes the step's current output: `seconds` spent making
-  it (summed over resumed runs), the run that finished it. `events` lists
-  every step of every run with its action, reason and seconds.
+  it (summed over resumed runs), the run that finished it and the `root`
+  it was made in (`relocation`: a copied root reads its records with the
+  paths rebased). `events` lists every step of every run with its action,
+  reason and seconds.
   """
 
   def __init__(self, root: str):
+    self.root = root
     self.path = os.path.join(root, STAGES_FILE)
     self.data = read_json(self.path, {"runs": 0, "steps": {}, "events": []})
     self.data["runs"] += 1
@@ -228,6 +233,11 @@ class StageLog:
     if action != SKIPPED:
       entry["seconds"] += seconds
       entry["run"] = self.run
+      entry[relocation.ROOT_KEY] = self.root
+    elif relocation.ROOT_KEY not in entry:
+      # Made before roots were recorded; skipped, so its record matched
+      # this root's paths: they are this root's.
+      entry[relocation.ROOT_KEY] = self.root
     entry["action"] = action
     self.data["steps"][name] = entry
     self.data["events"].append(
@@ -465,7 +475,12 @@ def _reason(action: str, differences: list[str], upstream: str | None) -> str:
 def run_step(step: Step, log: StageLog, upstream: str | None, stamp: str):
   """Runs, resumes, replaces or skips one step; returns (action, metrics)."""
   exists = any(os.path.lexists(path) for path in step.outputs)
-  saved = read_json(step.record)
+  # A root copied or moved since the step ran: its record's paths into the
+  # old root are this root's (a run killed here mid-step may have written
+  # them with this root already; those rebase to themselves).
+  saved = relocation.rebase(
+    read_json(step.record), relocation.made_in(log.root, step.name), log.root
+  )
   differences = (
     [] if not exists else
     ["no record of its settings"] if saved is None else

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from dalle_jax import images, summaries
+from dalle_jax import images, relocation, summaries
 from dalle_jax.checkpoint import CONFIG_FILE
 from dalle_jax.generation_eval import (
   ATTRIBUTES,
@@ -41,7 +41,7 @@ SPLIT_TITLES = {
 REPORT_FILE = "report.md"
 # Written by dalle_jax.pipeline: the config and what each run did.
 PIPELINE_FILE = "pipeline.json"
-STAGES_FILE = "stages.json"
+STAGES_FILE = relocation.STAGES_FILE
 FIGURES_DIR = "figures"
 STAGES = ("dvae", "clip", "transformer")
 MIN_TILE_PIXELS = 160

@@ -23,7 +23,7 @@ import jax
 import orbax.checkpoint as ocp
 from ml_collections import ConfigDict
 
-from dalle_jax import checkpoint
+from dalle_jax import checkpoint, relocation
 from dalle_jax.data import pipeline
 from dalle_jax.tasks import clip as clip_task
 from dalle_jax.tasks import dvae as dvae_task
@@ -80,6 +80,9 @@ def _missing_file(stage: str, workdir: str, path: str) -> FileNotFoundError:
 def read_run_config(workdir: str, stage: str) -> ConfigDict:
   """The config of a finished run of `stage` (its config.json).
 
+  In a pipeline root that was copied or moved, the paths into the root it
+  was made in are read as paths into the root it is in (`relocation`).
+
   Args:
     workdir: the run's work directory.
     stage: 'dvae', 'transformer' or 'clip'.
@@ -98,6 +101,11 @@ def read_run_config(workdir: str, stage: str) -> ConfigDict:
       raise _missing_file(stage, workdir, path)
   with open(os.path.join(workdir, checkpoint.CONFIG_FILE)) as handle:
     saved = json.load(handle)
+  # A stage of a pipeline root that was copied or moved: its paths into
+  # the old root (tokenizer, dVAE) are read in the root it is in now.
+  root = os.path.dirname(os.path.abspath(workdir))
+  made_in = relocation.made_in(root, os.path.basename(os.path.abspath(workdir)))
+  saved = relocation.rebase(saved, made_in, root)
   if saved.get("task") != stage:
     raise ValueError(
       f"{workdir!r} holds a {saved.get('task')!r} run, not a {stage!r} run;"

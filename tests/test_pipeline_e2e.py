@@ -7,8 +7,9 @@ transformer and CLIP learning rates (only those two stages and the
 evaluation may train again). Each test checks one part of what those runs
 left. Which stage a change retrains, one change at a time, is checked
 without training (`test_each_change_retrains_only_what_reads_it`), where it
-costs nothing. The quick start and zero-shot notebooks run on the finished
-root too.
+costs nothing, and so is a root moved elsewhere; a copy of the fixture's
+root must skip every step and load its own files. The quick start and
+zero-shot notebooks run on the finished root too.
 """
 
 import dataclasses
@@ -217,6 +218,32 @@ def test_changed_stages_retrain_and_the_rest_is_skipped(runs):
   assert "a step it reads (clip) trained" in events["evaluation"]["reason"]
 
 
+def test_a_copied_root_skips_every_step_and_reads_its_own_files(
+  runs, tmp_path, caplog
+):
+  copy = str(tmp_path / "copy")
+  shutil.copytree(runs["root"], copy)
+  # The fixture's last run, now in the copy.
+  config = tiny_config(
+    runs["data_dir"], **{"transformer.optim.lr": 1e-3, "clip.optim.lr": 1e-3}
+  )
+  train.run(config, copy)
+  assert _events(copy, 4) == dict.fromkeys(STEPS, "skipped")
+  # The records still name the original root; what loads is the copy's.
+  with open(os.path.join(copy, "transformer", "config.json")) as handle:
+    assert json.load(handle)["dvae"]["workdir"].startswith(runs["root"])
+  transformer = stages.load_stage(
+    os.path.join(copy, "transformer"), "transformer"
+  )
+  assert transformer.run_config.tokenizer.path == os.path.join(
+    copy, "tokenizer.model"
+  )
+  assert transformer.run_config.dvae.workdir == os.path.join(copy, "dvae")
+  with caplog.at_level("WARNING"):
+    Generator.from_workdir(copy)
+  assert "was trained on the dVAE in" not in caplog.text
+
+
 @pytest.fixture(scope="module")
 def notebooks(runs, tmp_path_factory):
   """The quick start and zero-shot notebooks, run on the fixture's root.
@@ -392,6 +419,9 @@ def test_plan_and_config_differences():
   ]
 
 
+REAL_MAKE_STEPS = pipeline.make_steps
+
+
 def _stand_in_steps(trained):
   """`make_steps` whose steps write only their outputs and settings record.
 
@@ -399,11 +429,10 @@ def _stand_in_steps(trained):
   replaced: it appends the step's name to `trained` and leaves what a
   finished step leaves, so `pipeline.run`'s planning runs for real.
   """
-  real_make_steps = pipeline.make_steps
 
   def make_steps(config, root):
     steps = []
-    for step in real_make_steps(config, root):
+    for step in REAL_MAKE_STEPS(config, root):
 
       def execute(step=step):
         trained.append(step.name)
@@ -424,6 +453,17 @@ def _stand_in_steps(trained):
     return steps
 
   return make_steps
+
+
+def _stand_in_run(config, root, monkeypatch):
+  """`pipeline.run` with stand-in steps; the names of the steps it ran."""
+  trained = []
+  monkeypatch.setattr(pipeline, "make_steps", _stand_in_steps(trained))
+  monkeypatch.setattr(pipeline.report, "write_report", lambda root: "")
+  monkeypatch.setattr(pipeline.report, "summary_lines", lambda root: [])
+  monkeypatch.setattr(pipeline.generation_eval, "headline", lambda root: {})
+  pipeline.run(config, root)
+  return trained
 
 
 # CLIP on the dVAE's reconstructions reads the dVAE (`pipeline.step_inputs`).
@@ -456,18 +496,12 @@ ON_RECONSTRUCTIONS = {"clip.dvae.reconstruct": True}
 def test_each_change_retrains_only_what_reads_it(
   base, change, retrained, tmp_path, monkeypatch
 ):
-  trained = []
-  monkeypatch.setattr(pipeline, "make_steps", _stand_in_steps(trained))
-  monkeypatch.setattr(pipeline.report, "write_report", lambda root: "")
-  monkeypatch.setattr(pipeline.report, "summary_lines", lambda root: [])
-  monkeypatch.setattr(pipeline.generation_eval, "headline", lambda root: {})
   data_dir = str(tmp_path / "data")
   root = str(tmp_path / "root")
-  pipeline.run(tiny_config(data_dir, **base), root)
-  assert trained == list(STEPS)
-  trained.clear()
-  pipeline.run(tiny_config(data_dir, **base, **change), root)
-  assert trained == retrained
+  first = _stand_in_run(tiny_config(data_dir, **base), root, monkeypatch)
+  assert first == list(STEPS)
+  second = tiny_config(data_dir, **base, **change)
+  assert _stand_in_run(second, root, monkeypatch) == retrained
   assert _events(root, 2) == {
     step: "replaced" if step in retrained else "skipped" for step in STEPS
   }
@@ -508,18 +542,79 @@ def test_stage_log_sums_resumed_time_and_restarts_on_replace(tmp_path):
     with open(tmp_path / "stages.json") as handle:
       return json.load(handle)["steps"]["dvae"]
 
+  root = str(tmp_path)
   assert seconds_after("trained", 5.0) == {
     "seconds": 5.0,
     "run": 1,
     "action": "trained",
+    "root": root,
   }
   assert seconds_after("resumed", 3.0)["seconds"] == 8.0
   assert seconds_after("skipped", 0.0) == {
     "seconds": 8.0,
     "run": 2,
     "action": "skipped",
+    "root": root,
   }
   assert seconds_after("replaced", 2.0)["seconds"] == 2.0
+
+
+def test_stage_log_keeps_the_root_a_skipped_output_was_made_in(tmp_path):
+  path = tmp_path / "stages.json"
+  # A copied root: its outputs were made in /old/run, and skipping them
+  # here does not make their records this root's.
+  path.write_text(json.dumps({"runs": 1, "steps": {}, "events": []}))
+  log = pipeline.StageLog(str(tmp_path))
+  log.data["steps"]["dvae"] = {"seconds": 1.0, "root": "/old/run"}
+  log.record("dvae", "skipped", 0.0, "why")
+  # Made before roots were recorded: a skip means it matched this root.
+  log.record("clip", "skipped", 0.0, "why")
+  steps = json.loads(path.read_text())["steps"]
+  assert steps["dvae"]["root"] == "/old/run"
+  assert steps["clip"]["root"] == str(tmp_path)
+
+
+def test_a_moved_root_is_skipped_and_still_sees_changes(tmp_path, monkeypatch):
+  data_dir = str(tmp_path / "data")
+  first = str(tmp_path / "first")
+  assert _stand_in_run(tiny_config(data_dir), first, monkeypatch) == list(STEPS)
+  with open(os.path.join(first, "transformer", "config.json")) as handle:
+    recorded = json.load(handle)
+  assert recorded["tokenizer"]["path"].startswith(first + os.sep)
+  assert recorded["dvae"]["workdir"] == os.path.join(first, "dvae")
+  # Moved twice: the records still name the first root, which is gone.
+  second = str(tmp_path / "elsewhere" / "second")
+  shutil.move(first, second)
+  third = str(tmp_path / "third")
+  shutil.move(second, third)
+  assert _stand_in_run(tiny_config(data_dir), third, monkeypatch) == []
+  assert _events(third, 2) == dict.fromkeys(STEPS, "skipped")
+  changed = tiny_config(data_dir, **{"transformer.optim.lr": 5e-4})
+  assert _stand_in_run(changed, third, monkeypatch) == [
+    "transformer",
+    "evaluation",
+  ]
+  events = {e["step"]: e["reason"] for e in _run_events(third, 3)}
+  assert events["transformer"].startswith("config changed: optim.lr: ")
+  assert "tokenizer" not in events["transformer"]
+
+
+def test_a_root_made_before_roots_were_recorded_can_move(tmp_path, monkeypatch):
+  data_dir = str(tmp_path / "data")
+  root = str(tmp_path / "root")
+  _stand_in_run(tiny_config(data_dir), root, monkeypatch)
+  path = os.path.join(root, "stages.json")
+  with open(path) as handle:
+    record = json.load(handle)
+  for entry in record["steps"].values():
+    del entry["root"]
+  with open(path, "w") as handle:
+    json.dump(record, handle)
+  # One run where it was made records the root; then it can move.
+  assert _stand_in_run(tiny_config(data_dir), root, monkeypatch) == []
+  moved = str(tmp_path / "moved")
+  shutil.move(root, moved)
+  assert _stand_in_run(tiny_config(data_dir), moved, monkeypatch) == []
 
 
 # ---------------------------------------------------------------------------
