@@ -101,11 +101,8 @@ def read_run_config(workdir: str, stage: str) -> ConfigDict:
       raise _missing_file(stage, workdir, path)
   with open(os.path.join(workdir, checkpoint.CONFIG_FILE)) as handle:
     saved = json.load(handle)
-  # A stage of a pipeline root that was copied or moved: its paths into
-  # the old root (tokenizer, dVAE) are read in the root it is in now.
-  root = os.path.dirname(os.path.abspath(workdir))
-  made_in = relocation.made_in(root, os.path.basename(os.path.abspath(workdir)))
-  saved = relocation.rebase(saved, made_in, root)
+  root, name = os.path.split(os.path.abspath(workdir))
+  saved = relocation.rebase(saved, relocation.made_in(root, name), root)
   if saved.get("task") != stage:
     raise ValueError(
       f"{workdir!r} holds a {saved.get('task')!r} run, not a {stage!r} run;"
