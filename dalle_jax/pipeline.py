@@ -226,6 +226,10 @@ class StageLog:
     self.data["runs"] += 1
     self.run = self.data["runs"]
 
+  def made_in(self, name: str) -> str | None:
+    """The root step `name`'s current output was made in (None: unrecorded)."""
+    return relocation.recorded_root(self.data, name)
+
   def record(self, name: str, action: str, seconds: float, reason: str):
     entry = self.data["steps"].get(name, {"seconds": 0.0})
     if action in (TRAINED, REPLACED):
@@ -233,11 +237,11 @@ class StageLog:
     if action != SKIPPED:
       entry["seconds"] += seconds
       entry["run"] = self.run
-      entry[relocation.ROOT_KEY] = self.root
-    elif relocation.ROOT_KEY not in entry:
-      # Made before roots were recorded; skipped, so its record matched
-      # this root's paths: they are this root's.
-      entry[relocation.ROOT_KEY] = self.root
+    # A skipped output keeps the root its record's paths name; one made
+    # before roots were recorded was skipped because its record matched
+    # this root's paths, so they are this root's.
+    made_in = None if action != SKIPPED else self.made_in(name)
+    entry[relocation.ROOT_KEY] = made_in or self.root
     entry["action"] = action
     self.data["steps"][name] = entry
     self.data["events"].append(
@@ -479,7 +483,7 @@ def run_step(step: Step, log: StageLog, upstream: str | None, stamp: str):
   # old root are this root's (a run killed here mid-step may have written
   # them with this root already; those rebase to themselves).
   saved = relocation.rebase(
-    read_json(step.record), relocation.made_in(log.root, step.name), log.root
+    read_json(step.record), log.made_in(step.name), log.root
   )
   differences = (
     [] if not exists else

@@ -36,8 +36,12 @@ def made_in(root: str, step: str) -> str | None:
   if not os.path.exists(path):
     return None
   with open(path) as handle:
-    steps = json.load(handle).get("steps", {})
-  return steps.get(step, {}).get(ROOT_KEY)
+    return recorded_root(json.load(handle), step)
+
+
+def recorded_root(stages: dict, step: str) -> str | None:
+  """The root in the parsed stages.json `stages` for `step`, if any."""
+  return stages.get("steps", {}).get(step, {}).get(ROOT_KEY)
 
 
 def rebase(tree: Any, old_root: str | None, new_root: str) -> Any:

@@ -22,10 +22,10 @@ minutes end to end on 2 CPU cores; measured on a 2-core AMD EPYC
 experiments/results/default_cpu/report.md; again 2026-12-06, nothing else
 running: 52 min 26 s (0.73, 13.8, 12.4, 22.6, 2.6), the same figures bit
 for bit. On 2026-12-04 a machine of the same kind ran the same stages in
-1 h 44 min, to the same figures bit for bit; on the Intel CI machine (2026-11-22, before CLIP's conv stem) 1 h 13
-min. variant=tiny runs
-the whole pipeline in about a minute (tests): the stages' tiny variants (32
-px images, a 16 x 16 code grid) with 4 steps each.
+1 h 44 min, to the same figures bit for bit; on the Intel CI machine
+(2026-11-22, before CLIP's conv stem) 1 h 13 min. variant=tiny runs the
+whole pipeline in about a minute (tests): the stages' tiny variants (32 px
+images, a 16 x 16 code grid) with 4 steps each.
 
 variant=shapes64_grid16 is an experiment, not a better default: shapes64
 on the dVAE's 16x16 grid of 4x4-pixel codes (dvae.py and transformer.py,
