@@ -10,20 +10,16 @@ resumes from its last checkpoint; a step whose config differs from the one
 it was trained with is moved aside and trained again, and so is every step
 that reads the output of a step that trained in this run (`STEP_INPUTS`):
 a new dVAE retrains the transformer, but a new CLIP only re-runs the
-evaluation. On a CPU, CLIP, which no stage reads, trains in a second
-process beside the transformer (`config.overlap`, `background`), and the
-evaluation waits for it.
+evaluation.
 
 Layout of ROOT:
   pipeline.json       the pipeline config of the latest run
   stages.json         per step: what each run did, how long it took and
                       the root it was made in (a copied or moved ROOT
-                      reads its records' paths as its own: `relocation`);
-                      each run's wall time
+                      reads its records' paths as its own: `relocation`)
   tokenizer.model     the BPE tokenizer every stage reads, and
   tokenizer.json      the settings it was trained with
-  dvae/ clip/ transformer/   the stages' work directories (`train.run`);
-                      clip/train.log when CLIP ran in a second process
+  dvae/ clip/ transformer/   the stages' work directories (`train.run`)
   evaluation/         the evaluation (`generation_eval.evaluate`): judged
                       zero-shot generation on Shapes, CLIP scores on a
                       folder
@@ -64,7 +60,7 @@ logger = logging.getLogger(__name__)
 PIPELINE_FILE = report.PIPELINE_FILE
 STAGES_FILE = report.STAGES_FILE
 TOKENIZER_RECORD = "tokenizer.json"
-# The log of a step that runs in a second process, inside its folder.
+# A step's output when it runs in a second process, inside its folder.
 BACKGROUND_LOG = "train.log"
 TRAINED_STAGES = default_config.STAGES
 STEPS = ("tokenizer", *TRAINED_STAGES, "evaluation")
@@ -96,12 +92,7 @@ def reads_dvae(stage: str, stage_config: ConfigDict) -> bool:
 
 
 # The steps that may run in a second process beside the next ones
-# (`config.overlap`): CLIP, which no stage reads, only the evaluation. In
-# STEPS' order it starts after the dVAE and trains beside the transformer.
-# On 2 cores that pair gained more (side by side they made 1.27 stages'
-# worth of steps a second) than the dVAE and CLIP did (about 1.13): the
-# transformer's small matmuls leave more of the cores idle than the dVAE's
-# convolutions.
+# (`config.overlap`): CLIP, which no stage reads, only the evaluation.
 OVERLAPPED_STEPS = ("clip",)
 OVERLAP_CHOICES = ("auto", "yes", "no")
 
@@ -629,6 +620,23 @@ def overlapped_steps(config: ConfigDict) -> tuple[str, ...]:
   return OVERLAPPED_STEPS
 
 
+def schedule(
+  names: list[str], inputs: Mapping[str, tuple[str, ...]], overlapped
+) -> list[str]:
+  """The order steps start in: an overlapped step right after its inputs.
+
+  So CLIP, which reads only the tokenizer, starts before the dVAE and
+  trains beside the dVAE and the transformer. The other steps keep their
+  order.
+  """
+  order = [name for name in names if name not in overlapped]
+  for name in names:
+    if name in overlapped:
+      after = max((order.index(i) for i in inputs[name]), default=-1)
+      order.insert(after + 1, name)
+  return order
+
+
 def run(config: ConfigDict, root: str) -> dict[str, float]:
   """Runs every step of the pipeline in `root`, then writes the report.
 
@@ -655,7 +663,7 @@ def run(config: ConfigDict, root: str) -> dict[str, float]:
   overlapped = [n for n in overlapped_steps(config) if steps[n].spawn]
   running: dict[str, _Overlapped] = {}
   try:
-    for name in steps:
+    for name in schedule(list(steps), inputs, overlapped):
       for needed in [n for n in inputs[name] if n in running]:
         logger.info("pipeline: %s: waiting for %s", name, needed)
         running.pop(needed).finish(log)

@@ -14,21 +14,18 @@ zero-shot notebooks run on the finished root too.
 
 import dataclasses
 import json
-import operator
 import os
-import pathlib
 import re
 import shutil
 import time
 
-import jax
 import notebook_kernels
 import numpy as np
 import pytest
 from PIL import Image
 
+from dalle_jax import config as config_lib
 from dalle_jax import (
-  background,
   generation_eval,
   pipeline,
   report,
@@ -36,7 +33,6 @@ from dalle_jax import (
   summaries,
   train,
 )
-from dalle_jax import config as config_lib
 from dalle_jax.configs import default as default_config
 from dalle_jax.generator import Generator
 
@@ -103,11 +99,6 @@ def runs(tmp_path_factory):
 def test_first_run_trains_every_step_and_reports(runs):
   root = runs["root"]
   assert _events(root, 1) == dict.fromkeys(STEPS, "trained")
-  # On a CPU CLIP trains in a second process; its output went to a log.
-  in_background = {e["step"]: e["in_background"] for e in _run_events(root, 1)}
-  assert in_background == {step: step == "clip" for step in STEPS}
-  with open(os.path.join(root, "clip", pipeline.BACKGROUND_LOG)) as handle:
-    assert "Finished at step 4" in handle.read()
   for name in ("dvae", "clip", "transformer"):
     assert os.path.isdir(os.path.join(root, name, "params"))
   assert os.path.isfile(os.path.join(root, "tokenizer.model"))
@@ -140,9 +131,6 @@ def test_report_has_tables_plots_and_grids(runs):
     assert f"| {attribute} |" in text
   for step in STEPS:
     assert f"| {step} |" in text
-  # The last run retrained CLIP in a second process (on a CPU by default).
-  assert re.search(r"\| clip \| replaced \| [^|]+ \(second process\) \|", text)
-  assert "| run #3, wall time |" in text
   assert '"task": "pipeline"' in text
   figures = [
     "training_dvae",
@@ -439,8 +427,7 @@ def _stand_in_steps(trained):
 
   The real steps (names, outputs, records, settings) with `execute`
   replaced: it appends the step's name to `trained` and leaves what a
-  finished step leaves, so `pipeline.run`'s planning runs for real. No
-  step runs in a second process (`spawn` None).
+  finished step leaves, so `pipeline.run`'s planning runs for real.
   """
 
   def make_steps(config, root):
@@ -461,141 +448,22 @@ def _stand_in_steps(trained):
         return os.path.exists(step.record)
 
       steps.append(
-        dataclasses.replace(
-          step, execute=execute, finished=finished, spawn=None
-        )
+        dataclasses.replace(step, execute=execute, finished=finished)
       )
     return steps
 
   return make_steps
 
 
-def _stand_in_run(config, root, monkeypatch, make_steps=None):
-  """`pipeline.run` with stand-in steps; the names of the steps it ran.
-
-  `make_steps(trained)`, if given, builds the stand-ins instead of
-  `_stand_in_steps`.
-  """
+def _stand_in_run(config, root, monkeypatch):
+  """`pipeline.run` with stand-in steps; the names of the steps it ran."""
   trained = []
-  stand_ins = (make_steps or _stand_in_steps)(trained)
-  monkeypatch.setattr(pipeline, "make_steps", stand_ins)
+  monkeypatch.setattr(pipeline, "make_steps", _stand_in_steps(trained))
   monkeypatch.setattr(pipeline.report, "write_report", lambda root: "")
   monkeypatch.setattr(pipeline.report, "summary_lines", lambda root: [])
   monkeypatch.setattr(pipeline.generation_eval, "headline", lambda root: {})
   pipeline.run(config, root)
   return trained
-
-
-def _clip_in_a_second_process(spawn_for, seen_by_evaluation):
-  """Stand-ins whose CLIP runs `spawn_for(step)` in a second process.
-
-  The evaluation appends to `seen_by_evaluation` whether CLIP's record
-  existed when it started, i.e. whether it waited for CLIP.
-  """
-
-  def make_stand_ins(trained):
-    base = _stand_in_steps(trained)
-
-    def make_steps(config, root):
-      steps = []
-      for step in base(config, root):
-        if step.name == "clip":
-          step = dataclasses.replace(step, spawn=spawn_for(step))
-          clip_record = step.record
-        if step.name == "evaluation":
-
-          def execute(execute=step.execute, clip_record=clip_record):
-            seen_by_evaluation.append(os.path.exists(clip_record))
-            return execute()
-
-          step = dataclasses.replace(step, execute=execute)
-        steps.append(step)
-      return steps
-
-    return make_steps
-
-  return make_stand_ins
-
-
-def _write_record(step):
-  """What a stand-in step leaves, written by the stdlib in a second process
-  (a function of this module would not import there)."""
-  return pathlib.Path.write_text, (
-    pathlib.Path(step.record),
-    json.dumps(step.settings),
-  )
-
-
-def test_clip_in_a_second_process_is_waited_for_and_recorded(
-  tmp_path, monkeypatch
-):
-  data_dir, root = str(tmp_path / "data"), str(tmp_path / "root")
-  seen = []
-  stand_ins = _clip_in_a_second_process(_write_record, seen)
-  config = tiny_config(data_dir, overlap="yes")
-  trained = _stand_in_run(config, root, monkeypatch, stand_ins)
-  # CLIP trained, but not in this process; the evaluation saw its output.
-  assert trained == ["tokenizer", "dvae", "transformer", "evaluation"]
-  assert seen == [True]
-  events = _run_events(root, 1)
-  assert [e["step"] for e in events] == [
-    "tokenizer",
-    "dvae",
-    "transformer",
-    "clip",
-    "evaluation",
-  ]
-  assert {e["step"]: e["in_background"] for e in events} == {
-    step: step == "clip" for step in STEPS
-  }
-  assert os.path.isfile(os.path.join(root, "clip", pipeline.BACKGROUND_LOG))
-  with open(os.path.join(root, "stages.json")) as handle:
-    stages_record = json.load(handle)
-  assert stages_record["steps"]["clip"]["in_background"] is True
-  assert stages_record["wall_seconds"]["1"] > 0
-  # What the second process made is skipped next time, like any output.
-  assert _stand_in_run(config, root, monkeypatch, stand_ins) == []
-  assert _events(root, 2) == dict.fromkeys(STEPS, "skipped")
-
-
-def test_a_failed_second_process_names_its_log_and_resumes(
-  tmp_path, monkeypatch
-):
-  data_dir, root = str(tmp_path / "data"), str(tmp_path / "root")
-  seen = []
-  divide_by_zero = _clip_in_a_second_process(
-    lambda step: (operator.truediv, (1, 0)), seen
-  )
-  config = tiny_config(data_dir, overlap="yes")
-  log_path = os.path.join(root, "clip", pipeline.BACKGROUND_LOG)
-  with pytest.raises(background.BackgroundStepError) as failure:
-    _stand_in_run(config, root, monkeypatch, divide_by_zero)
-  assert "clip failed in its second process" in str(failure.value)
-  assert log_path in str(failure.value)
-  assert "ZeroDivisionError" in str(failure.value)
-  # The steps beside it finished; the evaluation, which reads CLIP, did not
-  # start, and CLIP has no record of a success.
-  assert set(_events(root, 1)) == {"tokenizer", "dvae", "transformer"}
-  assert seen == []
-  # The next run trains what is missing.
-  again = _stand_in_run(config, root, monkeypatch)
-  assert again == ["clip", "evaluation"]
-
-
-@pytest.mark.parametrize(
-  "overlap, expected",
-  [
-    ("no", ()),
-    ("yes", ("clip",)),
-    # 'auto' overlaps on a single-process CPU backend only.
-    ("auto", ("clip",) if jax.default_backend() == "cpu" else ()),
-  ],
-)
-def test_overlap_setting(overlap, expected):
-  config = config_lib.load_config(
-    f"{DEFAULT}:variant=tiny", {"overlap": overlap}
-  )
-  assert pipeline.overlapped_steps(config) == expected
 
 
 # CLIP on the dVAE's reconstructions reads the dVAE (`pipeline.step_inputs`).
@@ -678,7 +546,6 @@ def test_stage_log_sums_resumed_time_and_restarts_on_replace(tmp_path):
   assert seconds_after("trained", 5.0) == {
     "seconds": 5.0,
     "run": 1,
-    "in_background": False,
     "action": "trained",
     "root": root,
   }
@@ -686,7 +553,6 @@ def test_stage_log_sums_resumed_time_and_restarts_on_replace(tmp_path):
   assert seconds_after("skipped", 0.0) == {
     "seconds": 8.0,
     "run": 2,
-    "in_background": False,
     "action": "skipped",
     "root": root,
   }
@@ -820,7 +686,6 @@ def test_train_command_line_reads_the_default_config():
     ),
     ({"clip.dvae.workdir": "/elsewhere"}, "gives the clip stage its own dVAE"),
     ({"evaluation.splits": ("train",)}, "use one or more of"),
-    ({"overlap": "maybe"}, r"config.overlap='maybe': use one of \('auto'"),
     ({"evaluation.num_candidates": 0}, "num_candidates=0 must be at least 1"),
     ({"dvae.task": "clip"}, "config.dvae.task='clip' must be 'dvae'"),
     ({"clip.train.num_steps": 0}, "config.train.num_steps=0 must be > 0"),

@@ -141,10 +141,11 @@ def get_config(arg: str | None = None):
   config.data, config.tokenizer = _shared_sections(config.transformer)
   _share_fields(config)
 
-  # No stage reads CLIP, so it can train in a second process beside the
-  # transformer: 'auto' does so on a CPU (where one stage leaves part of
-  # the cores idle), 'yes' always, 'no' never. Its progress goes to
-  # <workdir>/clip/train.log. The stages compute the same either way.
+  # CLIP reads only the tokenizer, so it can train in a second process
+  # beside the dVAE and the transformer: 'auto' does so on a CPU (where one
+  # stage leaves part of the cores idle), 'yes' always, 'no' never. Its
+  # progress goes to <workdir>/clip/train.log. The stages compute the same
+  # either way.
   config.overlap = "auto"
 
   config.evaluation = ConfigDict()
