@@ -40,13 +40,7 @@ from typing import Any
 
 from ml_collections import ConfigDict
 
-from dalle_jax import (
-  background,
-  checkpoint,
-  generation_eval,
-  relocation,
-  report,
-)
+from dalle_jax import checkpoint, generation_eval, relocation, report
 from dalle_jax import config as config_lib
 from dalle_jax import train as train_lib
 from dalle_jax.configs import default as default_config
@@ -60,8 +54,6 @@ logger = logging.getLogger(__name__)
 PIPELINE_FILE = report.PIPELINE_FILE
 STAGES_FILE = report.STAGES_FILE
 TOKENIZER_RECORD = "tokenizer.json"
-# A step's output when it runs in a second process, inside its folder.
-BACKGROUND_LOG = "train.log"
 TRAINED_STAGES = default_config.STAGES
 STEPS = ("tokenizer", *TRAINED_STAGES, "evaluation")
 # The steps whose outputs each step reads. CLIP trains on the data alone
@@ -89,12 +81,6 @@ def reads_dvae(stage: str, stage_config: ConfigDict) -> bool:
   if stage == "clip":
     return clip_task.reconstructs_images(stage_config)
   return stage == "transformer"
-
-
-# The steps that may run in a second process beside the next ones
-# (`config.overlap`): CLIP, which no stage reads, only the evaluation.
-OVERLAPPED_STEPS = ("clip",)
-OVERLAP_CHOICES = ("auto", "yes", "no")
 
 
 def step_inputs(config: ConfigDict) -> dict[str, tuple[str, ...]]:
@@ -134,9 +120,6 @@ class Step:
     settings: the settings it runs with now (a plain dict).
     finished: whether the outputs are complete for `settings`.
     execute: runs (or resumes) the step; returns its final metrics.
-    spawn: `(function, args)` that run the step as `execute` does, in a
-      second process (module-level function, picklable args); None for a
-      step that only runs in this process.
   """
 
   name: str
@@ -145,7 +128,6 @@ class Step:
   settings: dict
   finished: Callable[[], bool]
   execute: Callable[[], dict]
-  spawn: tuple[Callable, tuple] | None = None
 
 
 def flatten(tree: Mapping, prefix: str = "") -> dict[str, Any]:
@@ -248,21 +230,13 @@ class StageLog:
     """The root step `name`'s current output was made in (None: unrecorded)."""
     return relocation.recorded_root(self.data, name)
 
-  def record(
-    self,
-    name: str,
-    action: str,
-    seconds: float,
-    reason: str,
-    in_background: bool = False,
-  ):
+  def record(self, name: str, action: str, seconds: float, reason: str):
     entry = self.data["steps"].get(name, {"seconds": 0.0})
     if action in (TRAINED, REPLACED):
       entry = {"seconds": 0.0}
     if action != SKIPPED:
       entry["seconds"] += seconds
       entry["run"] = self.run
-      entry["in_background"] = in_background
     # A skipped output keeps the root its record's paths name; one made
     # before roots were recorded was skipped because its record matched
     # this root's paths, so they are this root's.
@@ -277,15 +251,9 @@ class StageLog:
         "action": action,
         "seconds": round(seconds, 3),
         "reason": reason,
-        "in_background": in_background,
         "time": time.strftime("%Y-%m-%d %H:%M:%S"),
       }
     )
-    checkpoint.write_json_atomically(self.path, self.data)
-
-  def record_wall_time(self, seconds: float) -> None:
-    """The latest run's wall time (steps in a second process overlap)."""
-    self.data.setdefault("wall_seconds", {})[str(self.run)] = round(seconds, 3)
     checkpoint.write_json_atomically(self.path, self.data)
 
 
@@ -361,10 +329,6 @@ def validate(config: ConfigDict, root: str | None = None) -> None:
     problems.append(
       f"config.evaluation.splits={tuple(evaluation.splits)!r}: use one or "
       f"more of {generation_eval.SPLITS}."
-    )
-  if config.overlap not in OVERLAP_CHOICES:
-    problems.append(
-      f"config.overlap={config.overlap!r}: use one of {OVERLAP_CHOICES}."
     )
   for field in ("num_prompts", "num_candidates", "chunk_size"):
     if evaluation[field] < 1:
@@ -473,7 +437,6 @@ def _stage_step(name: str, stage_config: ConfigDict, root: str) -> Step:
     config_lib.to_dict(stage_config),
     lambda: stage_finished(workdir, num_steps),
     lambda: train_lib.run(stage_config, workdir),
-    (train_lib.run, (stage_config, workdir)),
   )
 
 
@@ -513,12 +476,8 @@ def _reason(action: str, differences: list[str], upstream: str | None) -> str:
   return f"a step it reads ({upstream}) trained in this run"
 
 
-def begin_step(step: Step, log: StageLog, upstream: str | None, stamp: str):
-  """Plans a step; moves its old output aside if it retrains.
-
-  Returns:
-    (action, reason); a skipped step is already recorded in `log`.
-  """
+def run_step(step: Step, log: StageLog, upstream: str | None, stamp: str):
+  """Runs, resumes, replaces or skips one step; returns (action, metrics)."""
   exists = any(os.path.lexists(path) for path in step.outputs)
   # A root copied or moved since the step ran: its record's paths into the
   # old root are this root's (a run killed here mid-step may have written
@@ -536,105 +495,23 @@ def begin_step(step: Step, log: StageLog, upstream: str | None, stamp: str):
   if action == SKIPPED:
     logger.info("pipeline: %s: skipped (%s)", step.name, reason)
     log.record(step.name, action, 0.0, reason)
-    return action, reason
+    return action, {}
   if action == REPLACED:
     moved = [move_aside(path, stamp) for path in step.outputs]
     moved_names = ", ".join(os.path.basename(m) for m in moved if m)
     reason = f"{reason}; the old output is now {moved_names}"
-  return action, reason
-
-
-def _log_done(name: str, action: str, seconds: float) -> None:
-  logger.info(
-    "pipeline: %s: %s in %s", name, action, report.format_seconds(seconds)
-  )
-
-
-def run_step(step: Step, log: StageLog, upstream: str | None, stamp: str):
-  """Runs, resumes, replaces or skips one step; returns (action, metrics)."""
-  action, reason = begin_step(step, log, upstream, stamp)
-  if action == SKIPPED:
-    return action, {}
   logger.info("pipeline: %s: %s (%s)", step.name, _STARTING[action], reason)
   start = time.perf_counter()
   metrics = step.execute()
   seconds = time.perf_counter() - start
   log.record(step.name, action, seconds, reason)
-  _log_done(step.name, action, seconds)
-  return action, metrics
-
-
-@dataclasses.dataclass
-class _Overlapped:
-  """A step started in a second process, recorded when it ends."""
-
-  run: background.BackgroundRun
-  action: str
-  reason: str
-
-  def finish(self, log: StageLog) -> None:
-    seconds = self.run.wait()
-    name = self.run.name
-    log.record(name, self.action, seconds, self.reason, in_background=True)
-    _log_done(name, self.action, seconds)
-
-
-def start_step(step: Step, log: StageLog, upstream: str | None, stamp: str):
-  """`run_step`, but the step runs in a second process (`step.spawn`).
-
-  Returns:
-    (action, an `_Overlapped` to finish before a step that reads it, or
-    None when the step was skipped).
-  """
-  action, reason = begin_step(step, log, upstream, stamp)
-  if action == SKIPPED:
-    return action, None
-  os.makedirs(step.outputs[0], exist_ok=True)
-  log_path = os.path.join(step.outputs[0], BACKGROUND_LOG)
   logger.info(
-    "pipeline: %s: %s in a second process beside the next steps (%s); "
-    "its progress: %s",
+    "pipeline: %s: %s in %s",
     step.name,
-    _STARTING[action],
-    reason,
-    log_path,
+    action,
+    report.format_seconds(seconds),
   )
-  function, args = step.spawn
-  started = background.start(step.name, function, args, log_path)
-  return action, _Overlapped(started, action, reason)
-
-
-def overlapped_steps(config: ConfigDict) -> tuple[str, ...]:
-  """The steps this run trains in a second process (`config.overlap`).
-
-  'auto' overlaps on a single-process CPU backend only: an accelerator is
-  held by one process, and two stages on one device would share its memory.
-  """
-  if config.overlap == "no":
-    return ()
-  if config.overlap == "auto":
-    import jax  # only here: validating a config needs no backend
-
-    if jax.default_backend() != "cpu" or jax.process_count() > 1:
-      return ()
-  return OVERLAPPED_STEPS
-
-
-def schedule(
-  names: list[str], inputs: Mapping[str, tuple[str, ...]], overlapped
-) -> list[str]:
-  """The order steps start in: an overlapped step right after its inputs.
-
-  So CLIP, which reads only the tokenizer, starts before the dVAE and
-  trains beside the dVAE and the transformer. The other steps keep their
-  order.
-  """
-  order = [name for name in names if name not in overlapped]
-  for name in names:
-    if name in overlapped:
-      after = max((order.index(i) for i in inputs[name]), default=-1)
-      order.insert(after + 1, name)
-  return order
+  return action, metrics
 
 
 def run(config: ConfigDict, root: str) -> dict[str, float]:
@@ -659,30 +536,11 @@ def run(config: ConfigDict, root: str) -> dict[str, float]:
   start = time.perf_counter()
   ran = []  # steps that trained, resumed or were replaced in this run
   inputs = step_inputs(config)
-  steps = {step.name: step for step in make_steps(config, root)}
-  overlapped = [n for n in overlapped_steps(config) if steps[n].spawn]
-  running: dict[str, _Overlapped] = {}
-  try:
-    for name in schedule(list(steps), inputs, overlapped):
-      for needed in [n for n in inputs[name] if n in running]:
-        logger.info("pipeline: %s: waiting for %s", name, needed)
-        running.pop(needed).finish(log)
-      step = steps[name]
-      upstream = next((n for n in inputs[name] if n in ran), None)
-      if name in overlapped:
-        action, started = start_step(step, log, upstream, stamp)
-        if started is not None:
-          running[name] = started
-      else:
-        action, _ = run_step(step, log, upstream, stamp)
-      if action != SKIPPED:
-        ran.append(name)
-    for name in list(running):
-      running.pop(name).finish(log)
-  finally:
-    for left in running.values():  # after an error or an interrupt
-      left.run.stop()
-  log.record_wall_time(time.perf_counter() - start)
+  for step in make_steps(config, root):
+    upstream = next((n for n in inputs[step.name] if n in ran), None)
+    action, _ = run_step(step, log, upstream, stamp)
+    if action != SKIPPED:
+      ran.append(step.name)
   report_path = report.write_report(root)
   seconds = time.perf_counter() - start
   summary = generation_eval.headline(root)

@@ -428,25 +428,13 @@ def stage_time_section(root: str) -> list[str]:
   """Per step: what the latest run did and the time its output took."""
   runs, steps = read_steps(root)
   rows = [
-    (name, entry["action"], _time_to_make(entry), entry.get("run"))
+    (name, entry["action"], format_seconds(entry["seconds"]), entry.get("run"))
     for name, entry in steps
   ]
   total = sum(entry["seconds"] for _, entry in steps)
-  rows.append(("sum of the steps", "", format_seconds(total), ""))
-  stages = _read_json(os.path.join(root, STAGES_FILE), {})
-  wall = stages.get("wall_seconds", {}).get(str(runs))
-  if wall is not None:
-    rows.append((f"run #{runs}, wall time", "", format_seconds(wall), ""))
+  rows.append(("total", "", format_seconds(total), ""))
   header = ("step", f"latest run (#{runs})", "time to make", "made in run")
   return _table(header, rows)
-
-
-def _time_to_make(entry: dict) -> str:
-  seconds = format_seconds(entry["seconds"])
-  # Such a step overlapped the next ones, so the sum exceeds the wall time.
-  return (
-    f"{seconds} (second process)" if entry.get("in_background") else seconds
-  )
 
 
 def stage_metrics_section(root: str, stage: str) -> list[str]:

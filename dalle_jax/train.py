@@ -26,7 +26,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from ml_collections import ConfigDict
 from tqdm import tqdm
 
-from dalle_jax import background, checkpoint, images, sharding, summaries, tasks
+from dalle_jax import checkpoint, images, sharding, summaries, tasks
 from dalle_jax import config as config_lib
 from dalle_jax.data import pipeline
 from dalle_jax.tasks.base import Task
@@ -315,13 +315,16 @@ def parse_command_line(argv: list[str]) -> tuple[ConfigDict, str]:
 
 def main(argv: list[str] | None = None) -> int:
   """Command-line entry point; returns the process exit code."""
-  background.configure_logging()
+  logging.basicConfig(
+    level=logging.INFO, format="%(levelname)s %(message)s", force=True
+  )
+  # orbax and tensorflow-datasets log every file operation at INFO (via absl).
+  logging.getLogger("absl").setLevel(logging.WARNING)
   try:
     config, workdir = parse_command_line(sys.argv[1:] if argv is None else argv)
     metrics = run(config, workdir)
   except (
     NonFiniteLossError,
-    background.BackgroundStepError,
     checkpoint.ConfigMismatchError,
     ValueError,
     KeyError,

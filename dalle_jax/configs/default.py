@@ -141,13 +141,6 @@ def get_config(arg: str | None = None):
   config.data, config.tokenizer = _shared_sections(config.transformer)
   _share_fields(config)
 
-  # CLIP reads only the tokenizer, so it can train in a second process
-  # beside the dVAE and the transformer: 'auto' does so on a CPU (where one
-  # stage leaves part of the cores idle), 'yes' always, 'no' never. Its
-  # progress goes to <workdir>/clip/train.log. The stages compute the same
-  # either way.
-  config.overlap = "auto"
-
   config.evaluation = ConfigDict()
   # The first distinct canonical captions of each split. Shapes only: a
   # folder is evaluated on the distinct captions of its validation split.
