@@ -71,6 +71,14 @@ class ConfigMismatchError(ValueError):
   """The work directory holds checkpoints of an incompatible config."""
 
 
+def read_json(path: str, default: Any = None) -> Any:
+  """The JSON in `path`, or `default` when the file does not exist."""
+  if not os.path.exists(path):
+    return default
+  with open(path) as handle:
+    return json.load(handle)
+
+
 def write_json_atomically(path: str, payload: Any) -> None:
   """Writes JSON to a temporary file and renames it over `path`."""
   temporary = f"{path}.tmp-{os.getpid()}"

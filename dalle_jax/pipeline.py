@@ -30,7 +30,6 @@ Layout of ROOT:
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import shutil
@@ -185,14 +184,6 @@ def move_aside(path: str, stamp: str) -> str | None:
   return target
 
 
-def read_json(path: str, default=None):
-  """The JSON in `path`, or `default` when the file does not exist."""
-  if not os.path.exists(path):
-    return default
-  with open(path) as handle:
-    return json.load(handle)
-
-
 def latest_checkpoint_step(workdir: str) -> int | None:
   """The newest complete checkpoint step of a stage work directory."""
   folder = os.path.join(workdir, checkpoint.CHECKPOINT_DIR)
@@ -222,7 +213,9 @@ class StageLog:
   def __init__(self, root: str):
     self.root = root
     self.path = os.path.join(root, STAGES_FILE)
-    self.data = read_json(self.path, {"runs": 0, "steps": {}, "events": []})
+    self.data = checkpoint.read_json(
+      self.path, {"runs": 0, "steps": {}, "events": []}
+    )
     self.data["runs"] += 1
     self.run = self.data["runs"]
 
@@ -483,7 +476,7 @@ def run_step(step: Step, log: StageLog, upstream: str | None, stamp: str):
   # old root are this root's (a run killed here mid-step may have written
   # them with this root already; those rebase to themselves).
   saved = relocation.rebase(
-    read_json(step.record), log.made_in(step.name), log.root
+    checkpoint.read_json(step.record), log.made_in(step.name), log.root
   )
   differences = (
     [] if not exists else

@@ -12,9 +12,10 @@ folder of the user's images, a tokenizer of their own) reads as written.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
+
+from dalle_jax import checkpoint
 
 STAGES_FILE = "stages.json"
 # The key of a step's entry in stages.json that names its root.
@@ -32,11 +33,8 @@ def made_in(root: str, step: str) -> str | None:
     The recorded root; None without stages.json or without a record of the
     root (runs made before roots were recorded), i.e. nothing to rebase.
   """
-  path = os.path.join(root, STAGES_FILE)
-  if not os.path.exists(path):
-    return None
-  with open(path) as handle:
-    return recorded_root(json.load(handle), step)
+  stages = checkpoint.read_json(os.path.join(root, STAGES_FILE), {})
+  return recorded_root(stages, step)
 
 
 def recorded_root(stages: dict, step: str) -> str | None:

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from dalle_jax import images, relocation, summaries
+from dalle_jax import checkpoint, images, relocation, summaries
 from dalle_jax.checkpoint import CONFIG_FILE
 from dalle_jax.generation_eval import (
   ATTRIBUTES,
@@ -100,13 +100,6 @@ STAGE_METRICS = {
 # Reading a work directory.
 
 
-def _read_json(path: str, default):
-  if not os.path.exists(path):
-    return default
-  with open(path) as handle:
-    return json.load(handle)
-
-
 def evaluation_settings(root: str, config: dict) -> dict:
   """The settings ROOT's evaluation was sampled with.
 
@@ -117,13 +110,15 @@ def evaluation_settings(root: str, config: dict) -> dict:
   evaluation that was never made. pipeline.json's section only for
   evaluations without a record.
   """
-  own = _read_json(os.path.join(root, EVALUATION_DIR, CONFIG_FILE), None)
+  own = checkpoint.read_json(
+    os.path.join(root, EVALUATION_DIR, CONFIG_FILE), None
+  )
   return own if own is not None else config.get("evaluation", {})
 
 
 def read_steps(root: str) -> tuple[int, list[tuple[str, dict]]]:
   """stages.json: the number of runs, and each step's entry in run order."""
-  stages = _read_json(os.path.join(root, STAGES_FILE), {})
+  stages = checkpoint.read_json(os.path.join(root, STAGES_FILE), {})
   steps = stages.get("steps", {})
   order = dict.fromkeys(e["step"] for e in stages.get("events", []))
   names = [name for name in order if name in steps]
@@ -630,7 +625,7 @@ def stage_sections(root: str, figures: dict) -> list[str]:
 
 def report_markdown(root: str, results: dict, figures: dict) -> str:
   """The text of report.md."""
-  config = _read_json(os.path.join(root, PIPELINE_FILE), {})
+  config = checkpoint.read_json(os.path.join(root, PIPELINE_FILE), {})
   evaluation = evaluation_settings(root, config)
   sections = judged_sections if results["kind"] == JUDGED else scored_sections
   lines = [
@@ -664,7 +659,7 @@ def write_report(root: str) -> str:
   """
   root = os.path.abspath(root)
   results = read_results(root)
-  config = _read_json(os.path.join(root, PIPELINE_FILE), {})
+  config = checkpoint.read_json(os.path.join(root, PIPELINE_FILE), {})
   grid_prompts = evaluation_settings(root, config).get("grid_prompts", 16)
   figures = write_figures(root, results, grid_prompts)
   path = os.path.join(root, REPORT_FILE)

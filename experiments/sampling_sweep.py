@@ -171,7 +171,7 @@ def judged_candidates(generator, captions, evaluation, path: str) -> bool:
   """
   record_path = path[: -len(".npz")] + ".json"
   record = sampled_record(captions, evaluation)
-  if os.path.isfile(path) and pipeline.read_json(record_path) == record:
+  if os.path.isfile(path) and checkpoint.read_json(record_path) == record:
     return False
   os.makedirs(os.path.dirname(path), exist_ok=True)
   # A stale record must not outlive the file it described if sampling stops.
@@ -285,7 +285,7 @@ def main(argv=None) -> int:
   except ValueError as error:
     print(error, file=sys.stderr)
     return 2
-  config = pipeline.read_json(
+  config = checkpoint.read_json(
     os.path.join(args.workdir, pipeline.PIPELINE_FILE)
   )
   if config is None:

@@ -24,8 +24,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dalle_jax import config as config_lib
 from dalle_jax import (
+  checkpoint,
   generation_eval,
   pipeline,
   report,
@@ -33,6 +33,7 @@ from dalle_jax import (
   summaries,
   train,
 )
+from dalle_jax import config as config_lib
 from dalle_jax.configs import default as default_config
 from dalle_jax.generator import Generator
 
@@ -327,8 +328,8 @@ def test_report_states_the_settings_its_evaluation_was_sampled_with(
   # the evaluation's own settings.
   root = str(tmp_path / "copy")
   shutil.copytree(runs["root"], root)
-  own = pipeline.read_json(os.path.join(root, "evaluation", "config.json"))
-  latest = pipeline.read_json(os.path.join(root, pipeline.PIPELINE_FILE))
+  own = checkpoint.read_json(os.path.join(root, "evaluation", "config.json"))
+  latest = checkpoint.read_json(os.path.join(root, pipeline.PIPELINE_FILE))
   latest["evaluation"]["temperature"] = 0.123
   with open(os.path.join(root, pipeline.PIPELINE_FILE), "w") as handle:
     json.dump(latest, handle)
@@ -724,7 +725,9 @@ def test_rerank_scorers_experiment_on_the_saved_candidates(runs, capsys):
   # The likelihoods of the saved codes equal what the Generator reports when
   # it samples the same candidates (same seed and temperature) and scores
   # them itself.
-  saved_config = pipeline.read_json(os.path.join(root, pipeline.PIPELINE_FILE))
+  saved_config = checkpoint.read_json(
+    os.path.join(root, pipeline.PIPELINE_FILE)
+  )
   temperature = saved_config["evaluation"]["temperature"]
   own = generator(
     captions, num_candidates=4, keep=4, seed=0, rerank=False,
@@ -824,7 +827,7 @@ def test_sampling_sweep_judges_held_back_prompts(runs, capsys, monkeypatch):
   assert sampling_sweep.main(argv) == 0
   first = capsys.readouterr().out
   sweep = os.path.join(root, "sampling_sweep", "zero_shot")
-  summary = pipeline.read_json(os.path.join(sweep, "summary.json"))
+  summary = checkpoint.read_json(os.path.join(sweep, "summary.json"))
 
   # The held-back prompts are the first distinct canonical captions of the
   # built zero_shot split (read from the data set, not regenerated) that
