@@ -345,46 +345,6 @@ def check_negative_images(data: ConfigDict) -> bool:
   return wanted
 
 
-# Stages that never read captions, so repainting an image's colours
-# (`data.recolour`) leaves nothing they learn from untrue.
-CAPTION_FREE_TASKS = ("dvae", "autoencoder")
-
-
-def check_recolour(config: ConfigDict) -> float:
-  """`data.recolour`: the share of training images repainted.
-
-  Each chosen image has every object repainted in a random colour that
-  still reads as a seen (colour, shape) pair (`shapes.recoloured_image`).
-  An absent field reads as 0.
-
-  Raises:
-    ValueError: a share outside [0, 1], data other than Shapes, or a stage
-      that reads captions (their colour words would no longer hold).
-  """
-  share = config.data.get("recolour", 0.0)
-  if isinstance(share, bool) or not isinstance(share, (int, float)):
-    raise ValueError(
-      f"config.data.recolour={share!r} must be a number in [0, 1]."
-    )
-  if not 0.0 <= share <= 1.0:
-    raise ValueError(
-      f"config.data.recolour={share} must be in [0, 1] (the share of "
-      "training images repainted; 0 turns it off)."
-    )
-  if share and config.data.name != "shapes":
-    raise ValueError(
-      "config.data.recolour needs Shapes renderings (it repaints each "
-      f"object), but config.data.name={config.data.name!r}; set it to 0."
-    )
-  if share and config.get("task") not in CAPTION_FREE_TASKS:
-    raise ValueError(
-      f"config.data.recolour={share} repaints images whose captions name "
-      f"their colours, which the {config.get('task')!r} stage reads; only "
-      f"{CAPTION_FREE_TASKS} may use it. Set it to 0."
-    )
-  return float(share)
-
-
 def validate(config: ConfigDict) -> None:
   """Checks cross-field constraints that a locked config cannot express."""
   problems = []
@@ -405,13 +365,9 @@ def validate(config: ConfigDict) -> None:
       problems.append(f"config.train.{field}={train[field]} must be > 0.")
   if train.keep_checkpoints < 1:
     problems.append("config.train.keep_checkpoints must be at least 1.")
-  for check, section in (
-    (check_hard_negatives, config.data),
-    (check_negative_images, config.data),
-    (check_recolour, config),
-  ):
+  for check in (check_hard_negatives, check_negative_images):
     try:
-      check(section)
+      check(config.data)
     except ValueError as error:
       problems.append(str(error))
   if problems:

@@ -81,9 +81,6 @@ def get_config(arg: str | None = None):
   config.train.eval_every = 500
   config.train.checkpoint_every = 500
   config.data.batch_size = 32
-  # Share of training images whose objects are repainted in random colours
-  # that still read as seen pairs (Shapes only; data.pipeline).
-  config.data.recolour = 0.0
   config.train.judge_examples = 1024
 
   if shapes64:

@@ -17,9 +17,6 @@ uniformly from `config.data.hard_negative_attributes`). With
 `config.data.negative_images` (Shapes only), they add `"negative_image":
 [B, S, S, 3] uint8`: each image with one object redrawn as another shape
 (`shapes.swapped_shape_image`), a picture its caption does not describe.
-With `config.data.recolour` p > 0 (Shapes, caption-free stages only), each
-training image has, with probability p, every object repainted in a random
-colour that still reads as a seen pair (`shapes.recoloured_image`).
 """
 
 from __future__ import annotations
@@ -273,7 +270,6 @@ def train_iterator(
   image_size, dropout = data.image_size, data.bpe_dropout
   negatives, swapped = config_lib.check_hard_negatives(data)
   negative_images = config_lib.check_negative_images(data)
-  recolour = config_lib.check_recolour(config)
 
   def load_batch(indices, rng: np.random.Generator):
     seed = int(rng.integers(2**31)) if dropout else None
@@ -286,15 +282,6 @@ def train_iterator(
         tokenizer,
         rng,
         swapped,
-      )
-    if recolour:
-      features["image"] = np.stack(
-        [
-          shapes.recoloured_image(image, rng)
-          if rng.random() < recolour
-          else image
-          for image in features["image"]
-        ]
       )
     if negative_images:
       features["negative_image"] = np.stack(

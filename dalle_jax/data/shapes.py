@@ -63,12 +63,6 @@ SEEN_PAIRS = tuple(
   if pair not in HELD_OUT_PAIRS
 )
 SPLITS = ("train", "validation", "zero_shot")
-_PALETTE_NAMES = tuple(COLOURS)
-_PALETTE = np.array([COLOURS[name] for name in _PALETTE_NAMES], float)
-# A recoloured object's brightest channel is at least this, like every
-# palette colour's (the dimmest peaks at 180), so it stays far above the
-# judge's foreground threshold.
-RECOLOUR_MIN_PEAK = 150
 IMAGE_SIZES = (32, 64, 128, 256)
 
 # Fractions of S. Grid centres per axis, the largest jitter of a centre, and
@@ -131,16 +125,6 @@ class Scene:
 
   objects: tuple[ShapeObject, ...]
   relation: str | None = None
-
-
-def nearest_colour(rgb: np.ndarray) -> str:
-  """The palette entry nearest to an [3] RGB colour (squared distance).
-
-  The judge names an object's colour with this rule, so a colour is "red"
-  exactly when the judge would read it as red.
-  """
-  distances = np.square(_PALETTE - np.asarray(rgb, float)).sum(axis=1)
-  return _PALETTE_NAMES[int(np.argmin(distances))]
 
 
 def check_split(split: str) -> None:
@@ -437,8 +421,8 @@ def find_objects(
       raise ValueError(
         f"The region at rows {box[0].start}-{box[0].stop - 1}, columns "
         f"{box[1].start}-{box[1].stop - 1} is not a flat palette shape; "
-        "image hard negatives (config.data.negative_images) and "
-        "recolouring (config.data.recolour) need Shapes renderings."
+        "image hard negatives (config.data.negative_images) need Shapes "
+        "renderings."
       )
     objects.append((names[0], matching[0], box))
   return objects
@@ -536,48 +520,3 @@ def generate_example(
     "caption": caption,
     "canonical_caption": captions[0],
   }
-
-
-def seen_pair_colour(shape: str, rng: np.random.Generator) -> np.ndarray:
-  """A random colour that the judge would pair with `shape` as a seen pair.
-
-  Uniform over the RGB cube, except colours whose brightest channel is
-  below RECOLOUR_MIN_PEAK and colours whose nearest palette entry forms a
-  held-out pair with `shape` (e.g. nothing near white or blue for a plus).
-
-  Returns:
-    [3] uint8.
-  """
-  while True:
-    rgb = rng.integers(0, 256, size=3)
-    if rgb.max() < RECOLOUR_MIN_PEAK:
-      continue
-    if (nearest_colour(rgb), shape) not in HELD_OUT_PAIRS:
-      return rgb.astype(np.uint8)
-
-
-def recoloured_image(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-  """The rendering with every object repainted in a random seen-pair colour.
-
-  An augmentation for a caption-free stage (the dVAE): the same shapes at
-  the same places, each in its own colour off the palette (`seen_pair_colour`),
-  so shapes meet many more colours than the eight of the palette, and yet
-  no object reads as a held-out pair (SHAPES.md asks for augmentations that
-  never create one). The caption no longer describes the colours.
-
-  Args:
-    image: [S, S, 3] uint8 Shapes rendering.
-    rng: draws the colours.
-
-  Returns:
-    [S, S, 3] uint8, a new array.
-
-  Raises:
-    ValueError: the image is not a Shapes rendering (`find_objects`).
-  """
-  recoloured = image.copy()
-  for _, shape, box in find_objects(image):
-    region = recoloured[box]
-    height, width = region.shape[:2]
-    region[_read_only_mask(shape, height, width)] = seen_pair_colour(shape, rng)
-  return recoloured
