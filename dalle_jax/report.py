@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from dalle_jax import checkpoint, images, relocation, summaries
+from dalle_jax import checkpoint, images, intervals, relocation, summaries
 from dalle_jax.checkpoint import CONFIG_FILE
 from dalle_jax.generation_eval import (
   ATTRIBUTES,
@@ -352,19 +352,53 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
   return lines
 
 
+def _with_interval(value, interval: tuple[float, float] | None) -> str:
+  """`0.89, (0.79, 0.95)` -> `'89.1% (79.1-94.6)'`."""
+  if interval is None:
+    return _percent(value)
+  low, high = interval
+  return f"{_percent(value)} ({100 * low:.1f}-{100 * high:.1f})"
+
+
+def headline_intervals(summary: dict) -> dict[str, tuple[float, float]]:
+  """95% intervals over prompts for the headline's three shares.
+
+  `single_sample` is the mean of the prompts' shares of correct
+  candidates, `reranked` and `any_correct` shares of prompts (see
+  `dalle_jax.intervals`). Empty with fewer than 2 prompts.
+  """
+  prompts, count = summary["prompts"], summary["num_candidates"]
+  if len(prompts) < 2:
+    return {}
+  correct = [p["correct_candidates"] for p in prompts]
+  return {
+    "single_sample": intervals.mean_interval([c / count for c in correct]),
+    "reranked": intervals.wilson_interval(
+      sum(p["best_correct"] for p in prompts), len(prompts)
+    ),
+    "any_correct": intervals.wilson_interval(
+      sum(c > 0 for c in correct), len(prompts)
+    ),
+  }
+
+
 def headline_section(results: dict) -> list[str]:
-  """Per split: one-sample, CLIP-best and any-correct accuracy at C."""
+  """Per split: one-sample, CLIP-best and any-correct accuracy at C.
+
+  Each share is followed by its 95% interval over prompts.
+  """
   rows = []
   for split, summary in results["splits"].items():
     curve, count = summary["curve"], summary["num_candidates"]
+    bounds = headline_intervals(summary)
     rows.append(
       (
         SPLIT_TITLES[split],
         summary["num_prompts"],
         count,
-        _percent(curve["single_sample"]),
-        _percent(curve["reranked"][-1]),
-        _percent(curve["any_correct"][-1]),
+        _with_interval(curve["single_sample"], bounds.get("single_sample")),
+        _with_interval(curve["reranked"][-1], bounds.get("reranked")),
+        _with_interval(curve["any_correct"][-1], bounds.get("any_correct")),
       )
     )
   header = ("split", "prompts", "candidates C", "one sample",
@@ -540,7 +574,10 @@ def judged_sections(results: dict, figures: dict, evaluation: dict):
     "Shapes judge. *One sample*: share of all candidates judged correct. "
     "*CLIP best of N*: share of prompts whose highest-scored of the first N "
     "candidates is correct. *Any of N*: share with at least one correct "
-    "among the first N (what a perfect reranker would reach).",
+    "among the first N (what a perfect reranker would reach). In brackets, "
+    "95% intervals over prompts: Wilson's for the shares of prompts, and "
+    "the mean +- 1.96 standard errors of the prompts' own shares for one "
+    "sample (a prompt's candidates are not independent draws).",
     "",
     *headline_section(results),
     "",
