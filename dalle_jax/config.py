@@ -181,6 +181,28 @@ def shrink_to_tiny(config: ConfigDict) -> None:
   config.train.preview_images = 4
 
 
+# Run-config fields that name a file or directory the run reads, and that
+# later readers (sampling, the evaluation, a Generator) open again from the
+# run's config.json: (section, field).
+PATH_FIELDS = (("dvae", "workdir"), ("tokenizer", "path"))
+
+
+def with_absolute_paths(config: ConfigDict) -> ConfigDict:
+  """A copy of `config` whose relative PATH_FIELDS are absolute.
+
+  A relative path on the command line means the directory the run was
+  started from. Recorded as given, it would mean whatever directory a later
+  reader starts from; made absolute at launch, it means the same files to
+  every reader. Empty values (a stage's default location) stay empty.
+  """
+  resolved = config.copy_and_resolve_references()
+  for section, field in PATH_FIELDS:
+    value = resolved.get(section, {}).get(field, "")
+    if value and not os.path.isabs(value):
+      resolved[section][field] = os.path.abspath(value)
+  return resolved
+
+
 def load_config(
   spec: str, overrides: Mapping[str, Any] | None = None
 ) -> ConfigDict:

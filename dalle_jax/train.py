@@ -221,7 +221,9 @@ def run(config: ConfigDict, workdir: str) -> dict[str, float]:
   """Trains the stage `config.task` in `workdir`, resuming if possible.
 
   Args:
-    config: a locked run config (see `dalle_jax/configs/`).
+    config: a locked run config (see `dalle_jax/configs/`). Its relative
+      dVAE and tokenizer paths are read, and recorded in config.json, as
+      absolute paths (`config_lib.with_absolute_paths`).
     workdir: where checkpoints, metrics, images and exports go.
 
   Returns:
@@ -232,6 +234,7 @@ def run(config: ConfigDict, workdir: str) -> dict[str, float]:
 
     return pipeline_lib.run(config, workdir)
   config_lib.validate(config)
+  config = config_lib.with_absolute_paths(config)
   workdir = os.path.abspath(workdir)
   checkpoint.check_or_write_config(workdir, config)
   rules = sharding.rules_from_config(config.mesh.rules)

@@ -149,3 +149,26 @@ def test_cli_rejects_typo_and_missing_file(tmp_path):
   missing = str(tmp_path / "missing.py")
   with pytest.raises(FileNotFoundError, match="missing.py"):
     train.parse_command_line([f"--config={missing}", f"--workdir={tmp_path}"])
+
+
+def test_with_absolute_paths_resolves_only_relative_paths(
+  tmp_path, monkeypatch
+):
+  monkeypatch.chdir(tmp_path)
+  spec = os.path.join(CONFIG_DIR, "transformer.py:variant=tiny")
+  config = config_lib.load_config(
+    spec, {"dvae.workdir": "runs/dvae", "tokenizer.path": ""}
+  )
+  resolved = config_lib.with_absolute_paths(config)
+  assert resolved.dvae.workdir == os.path.join(str(tmp_path), "runs", "dvae")
+  assert resolved.tokenizer.path == ""  # the stage's own default place
+  assert config.dvae.workdir == "runs/dvae"  # the caller's config is kept
+  config = config_lib.load_config(
+    spec, {"dvae.workdir": "/abs/dvae", "tokenizer.path": "t.model"}
+  )
+  resolved = config_lib.with_absolute_paths(config)
+  assert resolved.dvae.workdir == "/abs/dvae"
+  assert resolved.tokenizer.path == os.path.join(str(tmp_path), "t.model")
+  # A config without a dVAE section (the dVAE stage's own) is fine.
+  dvae = config_lib.load_config(os.path.join(CONFIG_DIR, "dvae.py"))
+  assert config_lib.with_absolute_paths(dvae).to_dict() == dvae.to_dict()

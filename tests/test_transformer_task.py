@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dalle_jax import checkpoint, summaries
+from dalle_jax import checkpoint, stages, summaries
 from dalle_jax import config as config_lib
 from dalle_jax.models.transformer import Transformer, TransformerConfig
 from dalle_jax.tasks import transformer as transformer_task
@@ -232,3 +232,28 @@ def test_block_flops_count_the_models_matmul_weights():
 
 def test_measured_matmul_peak_is_positive():
   assert 0 < transformer_task.measure_matmul_tflops(size=128, repeats=2) < 1e3
+
+
+def test_relative_paths_are_recorded_absolute(
+  tmp_path, data_dir, dvae_workdir, monkeypatch
+):
+  # Started with paths relative to the launch directory, read from another.
+  shutil.copytree(dvae_workdir, tmp_path / "dvae")
+  monkeypatch.chdir(tmp_path)
+  overrides = {
+    "tokenizer.path": "tokenizer.model",
+    "train.num_steps": 2,
+    "train.eval_every": 2,
+    "train.checkpoint_every": 2,
+    "train.judge_examples": 0,
+  }
+  run(tiny_config(data_dir, "dvae", **overrides), "run")
+  elsewhere = tmp_path / "elsewhere"
+  elsewhere.mkdir()
+  monkeypatch.chdir(elsewhere)
+  saved = stages.read_run_config(str(tmp_path / "run"), "transformer")
+  assert saved.dvae.workdir == str(tmp_path / "dvae")
+  assert saved.tokenizer.path == str(tmp_path / "tokenizer.model")
+  # What a sampler does with the record: load the prior's frozen dVAE
+  # (the relative path would raise FileNotFoundError from here).
+  transformer_task.make_task(saved)
