@@ -140,11 +140,17 @@ def _split_line(kind: str, split: str, summary: dict) -> str:
       f"{count} candidates, {summary['mean_best_score']:.2f} for the best "
       f"of {count}"
     )
-  curve = summary["curve"]
+  curve, bounds = summary["curve"], headline_intervals(summary)
+
+  def share(key: str, value: float) -> str:
+    return _with_interval(value, bounds.get(key))
+
   return (
-    f"{split}: one sample {_percent(curve['single_sample'])} correct, "
-    f"CLIP best of {count} {_percent(curve['reranked'][-1])}, "
-    f"any of {count} {_percent(curve['any_correct'][-1])}"
+    f"{split}: one sample {share('single_sample', curve['single_sample'])} "
+    f"correct, CLIP best of {count} "
+    f"{share('reranked', curve['reranked'][-1])}, any of {count} "
+    f"{share('any_correct', curve['any_correct'][-1])} (95% intervals over "
+    "prompts in brackets)"
   )
 
 

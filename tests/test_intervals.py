@@ -7,6 +7,7 @@ import pytest
 from scipy import stats
 
 from dalle_jax import intervals, report
+from dalle_jax.generation_eval import JUDGED
 
 
 @pytest.mark.parametrize(
@@ -79,8 +80,12 @@ def test_report_headline_shows_each_share_with_its_interval():
   half = 1.959964 * shares.std(ddof=1) / 2
   rerank = stats.binomtest(2, 4).proportion_ci(method="wilson")
   anyone = stats.binomtest(3, 4).proportion_ci(method="wilson")
-  assert cells[3:] == [
+  shares = [
     expected(9 / 16, 9 / 16 - half, 9 / 16 + half),
     expected(0.5, rerank.low, rerank.high),
     expected(0.75, anyone.low, anyone.high),
   ]
+  assert cells[3:] == shares
+  # The pipeline log's closing line shows the same.
+  line = report._split_line(JUDGED, "zero_shot", summary)
+  assert all(share in line for share in shares), line
