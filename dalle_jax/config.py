@@ -367,6 +367,55 @@ def check_negative_images(data: ConfigDict) -> bool:
   return wanted
 
 
+# The share of training examples repainted when `data.recolour` is None (the
+# CLIP stage's default), per data set: only Shapes renderings can be.
+DEFAULT_RECOLOUR = {"shapes": 0.5}
+
+
+def check_recolour(config: ConfigDict) -> float:
+  """`data.recolour`: the share of training images repainted.
+
+  Each chosen example has every object repainted in a random colour that
+  still reads as a seen (colour, shape) pair, its caption renamed to match
+  (`shapes.recoloured_example`). An absent field reads as 0; None as the
+  data set's default (`DEFAULT_RECOLOUR`, 0 for data sets it does not
+  name, and 0 beside image negatives), so a config that repaints Shapes
+  still runs on a folder.
+
+  Raises:
+    ValueError: a share outside [0, 1], data other than Shapes, or image
+      negatives asked for as well.
+  """
+  share = config.data.get("recolour", 0.0)
+  negative_images = config.data.get("negative_images", False)
+  if share is None:
+    # Image negatives are drawn from palette renderings: they win.
+    share = (
+      0.0 if negative_images else DEFAULT_RECOLOUR.get(config.data.name, 0.0)
+    )
+  if isinstance(share, bool) or not isinstance(share, (int, float)):
+    raise ValueError(
+      f"config.data.recolour={share!r} must be a number in [0, 1]."
+    )
+  if not 0.0 <= share <= 1.0:
+    raise ValueError(
+      f"config.data.recolour={share} must be in [0, 1] (the share of "
+      "training images repainted; 0 turns it off)."
+    )
+  if share and config.data.name != "shapes":
+    raise ValueError(
+      "config.data.recolour needs Shapes renderings (it repaints each "
+      f"object), but config.data.name={config.data.name!r}; set it to 0."
+    )
+  if share and negative_images:
+    raise ValueError(
+      "config.data.recolour and config.data.negative_images cannot be "
+      "combined (image negatives are drawn from palette renderings); turn "
+      "one off."
+    )
+  return float(share)
+
+
 def validate(config: ConfigDict) -> None:
   """Checks cross-field constraints that a locked config cannot express."""
   problems = []
@@ -387,9 +436,13 @@ def validate(config: ConfigDict) -> None:
       problems.append(f"config.train.{field}={train[field]} must be > 0.")
   if train.keep_checkpoints < 1:
     problems.append("config.train.keep_checkpoints must be at least 1.")
-  for check in (check_hard_negatives, check_negative_images):
+  for check, section in (
+    (check_hard_negatives, config.data),
+    (check_negative_images, config.data),
+    (check_recolour, config),
+  ):
     try:
-      check(config.data)
+      check(section)
     except ValueError as error:
       problems.append(str(error))
   if problems:

@@ -106,6 +106,10 @@ COSMETIC_FIELDS = (
   "data.prefetch",
   "data.data_dir",
 )
+# Fields added after some runs were recorded, each with the value that
+# computes what those runs computed: a record without the field reads as
+# it, so an older run is not retrained for a field it could not have had.
+ADDED_FIELDS = {"data.recolour": 0.0}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,7 +152,8 @@ def config_differences(saved: Mapping, current: Mapping) -> list[str]:
   for name in sorted(set(before) | set(after)):
     if name in COSMETIC_FIELDS:
       continue
-    old, new = before.get(name, "<absent>"), after.get(name, "<absent>")
+    absent = ADDED_FIELDS.get(name, "<absent>")
+    old, new = before.get(name, absent), after.get(name, absent)
     if old != new:
       differences.append(f"{name}: {old!r} -> {new!r}")
   return differences

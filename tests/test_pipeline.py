@@ -116,3 +116,81 @@ def test_single_image_folder_is_refused(tmp_path):
   config.data.data_dir = str(tmp_path / "prepared")
   with pytest.raises(ValueError, match="no validation split"):
     pipeline.prepare_sources(config)
+
+
+DVAE_CONFIG = os.path.join(
+  os.path.dirname(config_lib.__file__), "configs", "dvae.py"
+)
+CLIP_CONFIG = os.path.join(
+  os.path.dirname(config_lib.__file__), "configs", "clip.py"
+)
+
+
+def test_recolour_repaints_the_chosen_share_of_training_images(tmp_path):
+  # The same stream with and without repainting: the same examples in the
+  # same order, so each image can be compared with its own rendering.
+  def first_batches(share):
+    config = config_lib.load_config(
+      f"{DVAE_CONFIG}:variant=tiny",
+      {"data.data_dir": str(tmp_path / "data"), "data.recolour": share},
+    )
+    sources = pipeline.prepare_sources(config)
+    tokenizer = pipeline.ensure_tokenizer(
+      config, str(tmp_path), sources.train_captions
+    )
+    mesh = sharding.make_mesh((("data", -1),))
+    stream = pipeline.train_iterator(sources.train, tokenizer, config, mesh)
+    return np.concatenate([np.asarray(next(stream)["image"]) for _ in range(4)])
+
+  plain, half, every = (
+    first_batches(0.0),
+    first_batches(0.5),
+    first_batches(1.0),
+  )
+  lit = np.any(plain != 0, axis=-1)
+  for repainted in (half, every):
+    np.testing.assert_array_equal(np.any(repainted != 0, axis=-1), lit)
+  changed = lambda images: np.any(images != plain, axis=(1, 2, 3))  # noqa: E731
+  assert changed(every).all()
+  # 32 images at p = 0.5: all or none repainted would be a 1-in-2^31 event.
+  assert 0 < changed(half).sum() < len(plain)
+
+
+@pytest.mark.parametrize(
+  "spec, changes, message",
+  [
+    (DVAE_CONFIG, {"data.recolour": 1.5}, r"must be in \[0, 1\]"),
+    (
+      DVAE_CONFIG,
+      {"data.recolour": 0.5, "data.name": "folder", "data.folder": "x"},
+      "needs Shapes renderings",
+    ),
+    (
+      CLIP_CONFIG,
+      {"data.recolour": 0.5, "data.negative_images": True},
+      "cannot be combined",
+    ),
+  ],
+)
+def test_bad_recolour_is_refused(spec, changes, message):
+  config = config_lib.load_config(f"{spec}:variant=tiny")
+  with config.unlocked():
+    for name, value in changes.items():
+      section, field = name.split(".")
+      config[section][field] = value
+  with pytest.raises(ValueError, match=message):
+    config_lib.validate(config)
+
+
+def test_recolour_default_repaints_shapes_and_leaves_a_folder_alone():
+  config = config_lib.load_config(f"{CLIP_CONFIG}:variant=tiny")
+  assert config.data.recolour is None  # the data set's default
+  assert config_lib.check_recolour(config) == 0.5
+  with config.unlocked():
+    config.data.name, config.data.folder = "folder", "x"
+  assert config_lib.check_recolour(config) == 0.0
+  with config.unlocked():
+    config.data.name, config.data.negative_images = "shapes", True
+  assert config_lib.check_recolour(config) == 0.0  # image negatives win
+  dvae = config_lib.load_config(f"{DVAE_CONFIG}:variant=tiny")
+  assert config_lib.check_recolour(dvae) == 0.0  # the tokenizer: off

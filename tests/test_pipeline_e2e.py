@@ -418,6 +418,12 @@ def test_plan_and_config_differences():
     "b: '<absent>' -> 0",
     "optim.lr: 1.0 -> 2.0",
   ]
+  # A field added later reads, in records made before it, as the value
+  # that computes what they computed; any other value is a difference.
+  before_recolour = {"data": {"batch_size": 8}}
+  for share, expected in ((0.0, []), (0.5, ["data.recolour: 0.0 -> 0.5"])):
+    current = {"data": {"batch_size": 8, "recolour": share}}
+    assert pipeline.config_differences(before_recolour, current) == expected
 
 
 REAL_MAKE_STEPS = pipeline.make_steps

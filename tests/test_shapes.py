@@ -11,7 +11,7 @@ import re
 import numpy as np
 import pytest
 
-from dalle_jax.data import shapes, shapes_tfds
+from dalle_jax.data import judge, shapes, shapes_tfds
 
 # SHAPES.md, copied by hand.
 PALETTE = {
@@ -388,6 +388,105 @@ def test_swapped_shape_image_refuses_other_pictures():
     shapes.swapped_shape_image(noise, rng)
   with pytest.raises(ValueError, match="no object whose shape"):
     shapes.swapped_shape_image(np.zeros((32, 32, 3), np.uint8), rng)
+
+
+def nearest_palette_name(rgb):
+  """SHAPES.md's judge rule, written out here: nearest palette entry."""
+  return min(
+    PALETTE,
+    key=lambda name: sum(
+      (int(a) - b) ** 2 for a, b in zip(rgb, PALETTE[name], strict=True)
+    ),
+  )
+
+
+def test_nearest_colour_names_each_palette_entry_and_its_neighbours():
+  rng = np.random.default_rng(0)
+  for name, rgb in PALETTE.items():
+    assert shapes.nearest_colour(np.array(rgb)) == name
+  for rgb in rng.integers(0, 256, (500, 3)):
+    assert shapes.nearest_colour(rgb) == nearest_palette_name(rgb)
+
+
+@pytest.mark.parametrize("split", ["train", "zero_shot"])
+def test_recoloured_example_repaints_every_object_as_a_seen_pair(split):
+  # Reference: the scene's own rendering gives each object's pixels; the
+  # repainted image must keep exactly those pixels lit, each object in one
+  # flat colour that the judge's rule names as a seen pair with its shape.
+  rng = np.random.default_rng(0)
+  colours_seen = []
+  for index in range(120):
+    scene = shapes.sample_scene(
+      shapes.example_rng(split, index, 0), split, num_objects=1 + index % 2
+    )
+    image = shapes.render(scene, 32)
+    repainted, _ = shapes.recoloured_example(
+      image, shapes.canonical_caption(scene), rng
+    )
+    assert repainted.dtype == np.uint8 and repainted.shape == image.shape
+    np.testing.assert_array_equal(
+      np.any(repainted != 0, axis=-1), np.any(image != 0, axis=-1)
+    )
+    for obj in scene.objects:
+      alone = shapes.render(dataclasses.replace(scene, objects=(obj,)), 32)
+      pixels = repainted[np.any(alone != 0, axis=-1)]
+      assert np.all(pixels == pixels[0]), "an object is not one flat colour"
+      colour = tuple(int(v) for v in pixels[0])
+      assert max(colour) >= shapes.RECOLOUR_MIN_PEAK
+      assert (nearest_palette_name(colour), obj.shape) not in HELD_OUT
+      colours_seen.append(colour)
+  # Colours off the palette, and many of them: the point of the change.
+  assert len(set(colours_seen)) > 100
+  assert not set(colours_seen) & set(PALETTE.values())
+
+
+def test_seen_pair_colour_avoids_each_shape_s_held_out_colours():
+  rng = np.random.default_rng(1)
+  for shape in SHAPE_NAMES:
+    names = {
+      nearest_palette_name(shapes.seen_pair_colour(shape, rng))
+      for _ in range(400)
+    }
+    allowed = {c for c in PALETTE if (c, shape) not in HELD_OUT}
+    assert names == allowed, shape
+
+
+def test_recoloured_example_refuses_other_pictures():
+  rng = np.random.default_rng(0)
+  noise = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+  with pytest.raises(ValueError, match="recolouring"):
+    shapes.recoloured_example(noise, "a red square in the center", rng)
+
+
+def test_recoloured_example_renames_its_caption_to_the_new_colours():
+  # Reference: the judge (which reads only pixels) must find the renamed
+  # caption true, and the caption must keep its paraphrase: the same words
+  # except colours, and each object's shape where it was.
+  rng = np.random.default_rng(3)
+  renamed = 0
+  for index in range(150):
+    example = shapes.generate_example("train", index, 32, 0)
+    image, caption = example["image"], example["caption"]
+    repainted, new_caption = shapes.recoloured_example(image, caption, rng)
+    assert all(judge.judge(new_caption, repainted).values()), new_caption
+    assert caption_skeleton(new_caption) == caption_skeleton(caption)
+    shapes_named = re.findall(r"\b(circle|square|triangle|plus)\b", caption)
+    assert re.findall(r"\b(circle|square|triangle|plus)\b", new_caption) == (
+      shapes_named
+    )
+    assert not caption_pairs(new_caption) & HELD_OUT
+    renamed += new_caption != caption
+  assert renamed > 100
+
+
+def test_recoloured_example_refuses_another_caption():
+  example = shapes.generate_example("train", 0, 32, 0)
+  with pytest.raises(ValueError, match="does not show"):
+    shapes.recoloured_example(
+      example["image"],
+      "a purple triangle in the center",
+      np.random.default_rng(0),
+    )
 
 
 def test_paraphrases_include_canonical_and_three_templates():

@@ -93,6 +93,26 @@ best of 64 is 82.8 / 93.8% (zero_shot / validation) against 79.7 / 92.2%
 for the default CLIP, within the noise of 64 prompts. The full 4-px model
 (4 layers, 1,200 steps, about 80 min on that machine) is untried.
 
+Repainting (`data.recolour` p; None, the default, is 0.5 on Shapes and 0 on
+a folder): each training example has, with probability p, every object
+repainted in a random colour off the palette whose nearest palette entry
+still makes a seen pair with its shape, and its caption's colour words
+renamed to those entries (`shapes.recoloured_example`). Shapes then meet
+many more colours, and no held-out pair is ever drawn or named (SHAPES.md
+asks for augmentations of that kind). Measured (2026-12-06,
+runs/clip_recolour50, the default run's tokenizer, 1,200 steps): a step
+about 5% slower (the pipeline's CLIP stage took 13 min 13 s at a median
+1.59 steps a second, against 12 min 24-26 s at 1.67 without; repainting
+runs on the host, beside the step, on the same 2 cores); retrieval top-1 99.6 / 99.6% on validation and 92.2 / 92.2% on
+zero_shot (without: 99.6 / 99.2% and 92.2 / 90.6%), zero_shot loss 0.30
+(0.35). As the reranker of the same candidates, best of 64, zero_shot /
+validation: on the report's 64 prompts 89.1 / 100% either way (3 prompts
+each way on zero_shot); on 64 held-back prompts (sampling_sweep, never
+used to choose anything) **87.5 / 100%** against 78.1 / 96.9% (7 prompts
+gained and 1 lost on zero_shot, 2 gained on validation). Over all 128
+held-out prompts it gains 10 and loses 4 (exact McNemar p = 0.18): a
+likely gain, not a proven one. `--config.data.recolour=0` turns it off.
+
 `images/` shows, for each of the first validation captions, its own image
 and then the batch ranked by CLIP score, best first. `variant=tiny` runs in
 seconds (tests); `variant=paper` is OpenAI's ViT-B/32 (Radford et al. 2021)
@@ -165,6 +185,11 @@ def get_config(arg: str | None = None):
   # shape (same colour and box, a seen pair), a negative for its caption
   # on the text->image side (Shapes only): the direction reranking uses.
   config.data.negative_images = False
+  # Share of training examples repainted in random colours that still read
+  # as seen pairs, their captions renamed to match (Shapes only; see the
+  # docstring). None: the data set's default (config.DEFAULT_RECOLOUR: 0.5
+  # on Shapes, 0 on a folder, and 0 beside negative_images).
+  config.data.recolour = config_dict.placeholder(float)
   # CLIP reranks the dVAE's decodings; with `reconstruct` it trains and
   # evaluates on the frozen dVAE's reconstructions of its images instead of
   # the renderings (experiments/clip_domain_gap.py measures the gap). The

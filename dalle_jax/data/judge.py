@@ -26,8 +26,6 @@ CELL_BOUNDARIES = (
 )
 ATTRIBUTES = ("count", "colour", "shape", "size", "position", "relation")
 
-_PALETTE_NAMES = tuple(shapes.COLOURS)
-_PALETTE = np.array([shapes.COLOURS[name] for name in _PALETTE_NAMES], float)
 # Words that carry no fact in any caption template.
 _FILLER_WORDS = ("a", "an", "the", "in", "there", "is", "has")
 
@@ -157,11 +155,6 @@ def label_components(mask: np.ndarray):
   return run_labels[run_of_pixel], rows[run_of_pixel], pixel_cols
 
 
-def _nearest_colour(mean_colour: np.ndarray) -> str:
-  distances = np.square(_PALETTE - mean_colour).sum(axis=1)
-  return _PALETTE_NAMES[int(np.argmin(distances))]
-
-
 def _best_shape(mask: np.ndarray) -> str:
   """The shape whose rendering at the mask's box overlaps it best (IoU)."""
   height, width = mask.shape
@@ -210,7 +203,7 @@ def _describe_component(image, rows, cols) -> DetectedObject:
   mask[rows - top, cols - left] = True
   centre = (left + width / 2, top + height / 2)
   return DetectedObject(
-    colour=_nearest_colour(image[rows, cols].mean(axis=0)),
+    colour=shapes.nearest_colour(image[rows, cols].mean(axis=0)),
     shape=_best_shape(mask),
     size=_nearest_size(height, width, image_size),
     position=_cell(centre, image_size),

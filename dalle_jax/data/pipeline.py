@@ -17,6 +17,10 @@ uniformly from `config.data.hard_negative_attributes`). With
 `config.data.negative_images` (Shapes only), they add `"negative_image":
 [B, S, S, 3] uint8`: each image with one object redrawn as another shape
 (`shapes.swapped_shape_image`), a picture its caption does not describe.
+With `config.data.recolour` p > 0 (Shapes), each training example has,
+with probability p, every object repainted in a random colour that still
+reads as a seen pair, and its caption's colour words renamed to match
+(`shapes.recoloured_example`).
 """
 
 from __future__ import annotations
@@ -205,6 +209,14 @@ def hard_negative_tokens(
   return tokens.reshape(len(captions), count, tokens.shape[-1])
 
 
+def recoloured(example: dict, rng: np.random.Generator) -> dict:
+  """A Shapes example repainted, its caption renamed to match."""
+  image, caption = shapes.recoloured_example(
+    np.asarray(example["image"]), caption_text(example), rng
+  )
+  return {**example, "image": image, "caption": caption}
+
+
 def host_batch_size(global_batch: int, mesh: jax.sharding.Mesh, rules) -> int:
   """This host's rows of a global batch, after checking divisibility."""
   devices = sharding.batch_divisor(mesh, rules)
@@ -270,10 +282,16 @@ def train_iterator(
   image_size, dropout = data.image_size, data.bpe_dropout
   negatives, swapped = config_lib.check_hard_negatives(data)
   negative_images = config_lib.check_negative_images(data)
+  recolour = config_lib.check_recolour(config)
 
   def load_batch(indices, rng: np.random.Generator):
     seed = int(rng.integers(2**31)) if dropout else None
     examples = read_examples(source, indices)
+    if recolour:
+      examples = [
+        recoloured(example, rng) if rng.random() < recolour else example
+        for example in examples
+      ]
     features = batch_features(examples, image_size, tokenizer, dropout, seed)
     if negatives:
       features["negative_text_tokens"] = hard_negative_tokens(

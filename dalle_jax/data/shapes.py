@@ -63,6 +63,12 @@ SEEN_PAIRS = tuple(
   if pair not in HELD_OUT_PAIRS
 )
 SPLITS = ("train", "validation", "zero_shot")
+_PALETTE_NAMES = tuple(COLOURS)
+_PALETTE = np.array([COLOURS[name] for name in _PALETTE_NAMES], float)
+# A recoloured object's brightest channel is at least this, like every
+# palette colour's (the dimmest peaks at 180), so it stays far above the
+# judge's foreground threshold.
+RECOLOUR_MIN_PEAK = 150
 IMAGE_SIZES = (32, 64, 128, 256)
 
 # Fractions of S. Grid centres per axis, the largest jitter of a centre, and
@@ -125,6 +131,16 @@ class Scene:
 
   objects: tuple[ShapeObject, ...]
   relation: str | None = None
+
+
+def nearest_colour(rgb: np.ndarray) -> str:
+  """The palette entry nearest to an [3] RGB colour (squared distance).
+
+  The judge names an object's colour with this rule, so a colour is "red"
+  exactly when the judge would read it as red.
+  """
+  distances = np.square(_PALETTE - np.asarray(rgb, float)).sum(axis=1)
+  return _PALETTE_NAMES[int(np.argmin(distances))]
 
 
 def check_split(split: str) -> None:
@@ -421,8 +437,8 @@ def find_objects(
       raise ValueError(
         f"The region at rows {box[0].start}-{box[0].stop - 1}, columns "
         f"{box[1].start}-{box[1].stop - 1} is not a flat palette shape; "
-        "image hard negatives (config.data.negative_images) need Shapes "
-        "renderings."
+        "image hard negatives (config.data.negative_images) and "
+        "recolouring (config.data.recolour) need Shapes renderings."
       )
     objects.append((names[0], matching[0], box))
   return objects
@@ -520,3 +536,75 @@ def generate_example(
     "caption": caption,
     "canonical_caption": captions[0],
   }
+
+
+def seen_pair_colour(shape: str, rng: np.random.Generator) -> np.ndarray:
+  """A random colour that the judge would pair with `shape` as a seen pair.
+
+  Uniform over the RGB cube, except colours whose brightest channel is
+  below RECOLOUR_MIN_PEAK and colours whose nearest palette entry forms a
+  held-out pair with `shape` (e.g. nothing near white or blue for a plus).
+
+  Returns:
+    [3] uint8.
+  """
+  while True:
+    rgb = rng.integers(0, 256, size=3)
+    if rgb.max() < RECOLOUR_MIN_PEAK:
+      continue
+    if (nearest_colour(rgb), shape) not in HELD_OUT_PAIRS:
+      return rgb.astype(np.uint8)
+
+
+def recoloured_example(
+  image: np.ndarray, caption: str, rng: np.random.Generator
+) -> tuple[np.ndarray, str]:
+  """The rendering repainted in new colours, and its caption kept true.
+
+  An augmentation that never creates a held-out pair (SHAPES.md asks for
+  such): shapes meet many more colours than the palette's eight. Each
+  object gets a random colour that reads as a seen pair with its shape
+  (`seen_pair_colour`), and the caption's colour word for it becomes that
+  colour's palette name, in the caption's own paraphrase. Two objects keep
+  distinct (colour, shape) pairs, as every Shapes scene has.
+
+  Args:
+    image: [S, S, 3] uint8 Shapes rendering of seen pairs.
+    caption: its caption, in any template.
+    rng: draws the colours.
+
+  Returns:
+    ([S, S, 3] uint8 new array, the renamed caption).
+
+  Raises:
+    ValueError: the image is not a Shapes rendering, or the caption names
+      an object the image does not show.
+  """
+  objects = find_objects(image)
+  while True:
+    colours = [seen_pair_colour(shape, rng) for _, shape, _ in objects]
+    names = [nearest_colour(rgb) for rgb in colours]
+    pairs = [
+      (name, shape) for name, (_, shape, _) in zip(names, objects, strict=True)
+    ]
+    if len(set(pairs)) == len(pairs):
+      break
+  renamed = {
+    (c, s): name for (c, s, _), name in zip(objects, names, strict=True)
+  }
+  recoloured = image.copy()
+  for (_, shape, box), rgb in zip(objects, colours, strict=True):
+    region = recoloured[box]
+    height, width = region.shape[:2]
+    region[_read_only_mask(shape, height, width)] = rgb
+  pieces, end = [], 0
+  for mention in _OBJECT_WORDS.finditer(caption):
+    if mention.groups() not in renamed:
+      raise ValueError(
+        f"The caption {caption!r} names a {' '.join(mention.groups())} that "
+        "the image does not show; recolouring needs a rendering and its "
+        "own caption."
+      )
+    pieces += [caption[end : mention.start(1)], renamed[mention.groups()]]
+    end = mention.end(1)
+  return recoloured, "".join(pieces) + caption[end:]
