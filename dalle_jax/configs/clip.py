@@ -101,17 +101,18 @@ renamed to those entries (`shapes.recoloured_example`). Shapes then meet
 many more colours, and no held-out pair is ever drawn or named (SHAPES.md
 asks for augmentations of that kind). Measured (2026-12-06,
 runs/clip_recolour50, the default run's tokenizer, 1,200 steps): a step
-about 5% slower (the pipeline's CLIP stage took 13 min 13 s at a median
-1.59 steps a second, against 12 min 24-26 s at 1.67 without; repainting
-runs on the host, beside the step, on the same 2 cores); retrieval top-1 99.6 / 99.6% on validation and 92.2 / 92.2% on
-zero_shot (without: 99.6 / 99.2% and 92.2 / 90.6%), zero_shot loss 0.30
-(0.35). As the reranker of the same candidates, best of 64, zero_shot /
-validation: on the report's 64 prompts 89.1 / 100% either way (3 prompts
-each way on zero_shot); on 64 held-back prompts (sampling_sweep, never
-used to choose anything) **87.5 / 100%** against 78.1 / 96.9% (7 prompts
-gained and 1 lost on zero_shot, 2 gained on validation). Over all 128
-held-out prompts it gains 10 and loses 4 (exact McNemar p = 0.18): a
-likely gain, not a proven one. `--config.data.recolour=0` turns it off.
+about 5% slower (the pipeline's CLIP stage took 13 min 13 s at a median 1.59
+steps a second, against 12 min 24-26 s at 1.67 without; repainting runs on
+the host, beside the step, on the same 2 cores); retrieval top-1 99.6 /
+99.6% on validation and 92.2 / 92.2% on zero_shot (without: 99.6 / 99.2% and
+92.2 / 90.6%), zero_shot loss 0.30 (0.35). As the reranker of the same
+candidates, best of 64, zero_shot / validation: on the report's 64 prompts
+89.1 / 100% either way (3 prompts each way on zero_shot); on 64 held-back
+prompts (sampling_sweep, never used to choose anything) **87.5 / 100%**
+against 78.1 / 96.9% (7 prompts gained and 1 lost on zero_shot, 2 gained on
+validation). Over all 128 held-out prompts it gains 10 and loses 4 (exact
+McNemar p = 0.18): a likely gain, not a proven one.
+`--config.data.recolour=0` turns it off.
 
 `images/` shows, for each of the first validation captions, its own image
 and then the batch ranked by CLIP score, best first. `variant=tiny` runs in

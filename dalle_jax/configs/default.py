@@ -15,18 +15,18 @@ agree on (the data set, image size, text length and tokenizer) live once in
 in a stage's section, changes it for all stages.
 
 variant=shapes64 (the default) uses each stage's shapes64 variant (their
-step counts are tuned in their own files). The target is at most 45
-minutes end to end on 2 CPU cores; measured on a 2-core AMD EPYC
-(2026-12-05, `make train` from nothing): 53 min 42 s (data and tokenizer
-0.75, dVAE 14.4, CLIP 12.4, transformer 23.3, evaluation 2.7), see
+step counts are tuned in their own files). The target is at most 45 minutes
+end to end on 2 CPU cores; measured on a 2-core AMD EPYC (2026-12-05, `make
+train` from nothing): 53 min 42 s (data and tokenizer 0.75, dVAE 14.4, CLIP
+12.4, transformer 23.3, evaluation 2.7), see
 experiments/results/default_cpu/report.md; again 2026-12-06, nothing else
-running: 52 min 26 s (0.73, 13.8, 12.4, 22.6, 2.6), the same figures bit
-for bit; CLIP's repainting default (clip.py) then took 13.2 min instead of
-12.4 in a copy of that run, to the same headline figures. On 2026-12-04 a machine of the same kind ran the same stages in
-1 h 44 min, to the same figures bit for bit; on the Intel CI machine
-(2026-11-22, before CLIP's conv stem) 1 h 13 min. variant=tiny runs the
-whole pipeline in about a minute (tests): the stages' tiny variants (32 px
-images, a 16 x 16 code grid) with 4 steps each.
+running: 52 min 26 s (0.73, 13.8, 12.4, 22.6, 2.6), the same figures bit for
+bit; CLIP's repainting default (clip.py) then took 13.2 min instead of 12.4
+in a copy of that run, to the same headline figures. On 2026-12-04 a machine
+of the same kind ran the same stages in 1 h 44 min, to the same figures bit
+for bit; on the Intel CI machine (2026-11-22, before CLIP's conv stem) 1 h
+13 min. variant=tiny runs the whole pipeline in about a minute (tests): the
+stages' tiny variants (32 px images, a 16 x 16 code grid) with 4 steps each.
 
 variant=shapes64_grid16 is an experiment, not a better default: shapes64
 on the dVAE's 16x16 grid of 4x4-pixel codes (dvae.py and transformer.py,

@@ -569,7 +569,7 @@ def recoloured_example(
   distinct (colour, shape) pairs, as every Shapes scene has.
 
   Args:
-    image: [S, S, 3] uint8 Shapes rendering of seen pairs.
+    image: [S, S, 3] uint8 Shapes rendering.
     caption: its caption, in any template.
     rng: draws the colours.
 
