@@ -14,6 +14,12 @@ The script prints that gain's mean over prompts with its standard error, so
 
   python -m experiments.rerank_scorers --workdir runs/default
 
+Each scorer's pick is also compared with CLIP's prompt by prompt: on how
+many prompts it is right where CLIP is wrong and the reverse, with the
+exact McNemar p-value. `--candidates` reranks other judged candidates of
+the same pipeline, e.g. a sampling sweep's on held-back prompts:
+`--candidates 'runs/default/sampling_sweep/{split}/temperature=0.8.npz'`.
+
 Scorers:
   clip        CLIP's image-text similarity (the paper's reranker; the
               evaluation's own scores).
@@ -34,6 +40,7 @@ import os
 import sys
 
 import numpy as np
+from scipy import stats
 
 from dalle_jax import generation_eval, rerank, stages
 from dalle_jax.generator import Generator
@@ -59,6 +66,26 @@ def reranking_gain(correct: np.ndarray, scores: np.ndarray) -> tuple:
   best = generation_eval.best_of_first(scores, scores.shape[1])
   gain = correct[np.arange(len(correct)), best] - correct.mean(axis=1)
   return float(gain.mean()), float(gain.std(ddof=1) / np.sqrt(len(gain)))
+
+
+def paired_counts(first: np.ndarray, second: np.ndarray) -> tuple:
+  """How two rerankers' picks differ on the same prompts.
+
+  Args:
+    first, second: [P] bool, whether each one's best candidate is correct.
+
+  Returns:
+    (prompts only `first` gets right, prompts only `second` gets right,
+    the two-sided exact McNemar p-value: the binomial test of the first
+    count among the discordant prompts, 1.0 when there are none).
+  """
+  only_first = int(np.sum(first & ~second))
+  only_second = int(np.sum(second & ~first))
+  discordant = only_first + only_second
+  if not discordant:
+    return only_first, only_second, 1.0
+  p_value = stats.binomtest(only_first, discordant).pvalue
+  return only_first, only_second, float(p_value)
 
 
 def candidate_scores(scorer, captions, candidates, chunk_size, **rows):
@@ -162,6 +189,11 @@ def compare_split(
         scorer, captions, images, chunk_size
       )
   counts = generation_eval.candidate_counts(correct.shape[1])
+  rows = np.arange(len(correct))
+  best_correct = {
+    name: correct[rows, generation_eval.best_of_first(scores, counts[-1])]
+    for name, scores in scorers.items()
+  }
   curves = {
     name: generation_eval.accuracy_curve(correct, scores, counts)
     for name, scores in scorers.items()
@@ -175,6 +207,12 @@ def compare_split(
     "reranked": {name: curve["reranked"] for name, curve in curves.items()},
     "gain": {
       name: reranking_gain(correct, scores) for name, scores in scorers.items()
+    },
+    # Each scorer's pick against CLIP's, prompt by prompt.
+    "against_clip": {
+      name: paired_counts(best_correct[name], best_correct["clip"])
+      for name in scorers
+      if name != "clip"
     },
   }
 
@@ -201,6 +239,12 @@ def print_split(split: str, result: dict) -> None:
       f"  {name}: best of {result['counts'][-1]} minus one sample"
       f" {100 * mean:+.1f} +- {100 * error:.1f} points (standard error)"
     )
+  for name, (wins, losses, p_value) in result["against_clip"].items():
+    print(
+      f"  {name} against clip, best of {result['counts'][-1]}: right where"
+      f" clip is wrong on {wins} prompts, the reverse on {losses}"
+      f" (exact McNemar p = {p_value:.3f})"
+    )
 
 
 def main(argv=None) -> int:
@@ -214,16 +258,32 @@ def main(argv=None) -> int:
     help="a finished CLIP run to compare as scorer 'clip:<its name>'"
     " (repeatable)",
   )
+  parser.add_argument(
+    "--candidates",
+    default="",
+    help="judged candidates to rerank, a path with {split} (default: the"
+    " evaluation's, ROOT/evaluation/{split}.npz; e.g. a sampling sweep's,"
+    " ROOT/sampling_sweep/{split}/temperature=0.8.npz: held-back prompts)",
+  )
   args = parser.parse_args(argv)
-  directory = os.path.join(args.workdir, generation_eval.EVALUATION_DIR)
+  pattern = args.candidates or os.path.join(
+    args.workdir, generation_eval.EVALUATION_DIR, "{split}.npz"
+  )
+  if "{split}" not in pattern:
+    print(
+      f"--candidates={pattern!r} has no {{split}}; write e.g."
+      " ROOT/sampling_sweep/{split}/temperature=0.8.npz.",
+      file=sys.stderr,
+    )
+    return 1
   splits = [
     split
     for split in generation_eval.SPLITS
-    if os.path.isfile(os.path.join(directory, f"{split}.npz"))
+    if os.path.isfile(pattern.format(split=split))
   ]
   if not splits:
     print(
-      f"No judged evaluation in {directory}; train and evaluate first: "
+      f"No judged candidates at {pattern}; train and evaluate first: "
       + generation_eval.TRAIN_COMMAND.format(root=args.workdir),
       file=sys.stderr,
     )
@@ -236,7 +296,7 @@ def main(argv=None) -> int:
     for workdir in args.clip_workdir
   }
   for split in splits:
-    path = os.path.join(directory, f"{split}.npz")
+    path = pattern.format(split=split)
     result = compare_split(generator, path, args.chunk_size, other_clips)
     print_split(split, result)
   return 0

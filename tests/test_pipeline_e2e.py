@@ -14,6 +14,7 @@ zero-shot notebooks run on the finished root too.
 
 import dataclasses
 import json
+import math
 import os
 import re
 import shutil
@@ -927,3 +928,39 @@ def test_sampling_sweep_chooses_by_the_mean_over_splits():
   assert choose(per_split) == "a"
   same = {"x": {"a": result(0.5, 0.5), "b": result(0.5, 0.5)}}
   assert choose(same) == "a"  # a full tie: the earlier setting
+
+
+def test_rerank_scorers_paired_counts_and_exact_p_value():
+  from experiments import rerank_scorers
+
+  # 7 prompts only the first gets right, 1 only the second, 2 both, 1
+  # neither: p = 2 * P(X <= 1), X ~ Binomial(8, 1/2), written out.
+  first = np.array([1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 0], bool)
+  second = np.array([0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 0], bool)
+  expected = 2 * (math.comb(8, 0) + math.comb(8, 1)) / 2**8
+  wins, losses, p_value = rerank_scorers.paired_counts(first, second)
+  assert (wins, losses) == (7, 1)
+  assert p_value == pytest.approx(expected)
+  assert rerank_scorers.paired_counts(first, first) == (0, 0, 1.0)
+
+
+def test_rerank_scorers_reads_other_candidates(runs, capsys, tmp_path):
+  from experiments import rerank_scorers
+
+  # The evaluation's own candidates, named by a pattern elsewhere: the same
+  # tables as the default reading.
+  root = runs["root"]
+  for split in ("zero_shot", "validation"):
+    shutil.copy(
+      os.path.join(root, "evaluation", f"{split}.npz"),
+      tmp_path / f"held_back_{split}.npz",
+    )
+  base = ["--workdir", root, "--chunk_size", "4"]
+  assert rerank_scorers.main(base) == 0
+  default = capsys.readouterr().out
+  pattern = str(tmp_path / "held_back_{split}.npz")
+  assert rerank_scorers.main([*base, "--candidates", pattern]) == 0
+  assert capsys.readouterr().out == default
+  assert "likelihood against clip, best of 4" in default
+  assert rerank_scorers.main([*base, "--candidates", "no_split.npz"]) == 1
+  assert "has no {split}" in capsys.readouterr().err

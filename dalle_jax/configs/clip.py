@@ -108,7 +108,10 @@ the host, beside the step, on the same 2 cores); retrieval top-1 99.6 /
 92.2 / 90.6%), zero_shot loss 0.30 (0.35). As the reranker of the same
 candidates, best of 64, zero_shot / validation: on the report's 64 prompts
 89.1 / 100% either way (3 prompts each way on zero_shot); on 64 held-back
-prompts (sampling_sweep, never used to choose anything) **87.5 / 100%**
+prompts (sampling_sweep, never used to choose anything; `python -m
+experiments.rerank_scorers --workdir runs/default --clip_workdir
+runs/clip_recolour50 --candidates
+'runs/default/sampling_sweep/{split}/temperature=0.8.npz'`) **87.5 / 100%**
 against 78.1 / 96.9% (7 prompts gained and 1 lost on zero_shot, 2 gained on
 validation). Over all 128 held-out prompts it gains 10 and loses 4 (exact
 McNemar p = 0.18): a likely gain, not a proven one.
