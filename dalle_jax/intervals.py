@@ -45,10 +45,8 @@ def wilson_interval(
   return float(max(0.0, centre - half)), float(min(1.0, centre + half))
 
 
-def mean_interval(
-  values: Sequence[float], z: float = Z_95
-) -> tuple[float, float]:
-  """mean +- z standard errors of [P] per-prompt shares, clipped to [0, 1].
+def standard_error(values: Sequence[float]) -> float:
+  """The standard error of the mean of [P] per-prompt values.
 
   Raises:
     ValueError: fewer than two values (no standard error).
@@ -58,6 +56,17 @@ def mean_interval(
     raise ValueError(
       f"An interval over prompts needs at least 2 of them, got {values.size}."
     )
-  half = z * values.std(ddof=1) / np.sqrt(values.size)
-  mean = values.mean()
-  return float(max(0.0, mean - half)), float(min(1.0, mean + half))
+  return float(values.std(ddof=1) / np.sqrt(values.size))
+
+
+def mean_interval(
+  values: Sequence[float], z: float = Z_95
+) -> tuple[float, float]:
+  """mean +- z standard errors of [P] per-prompt shares, clipped to [0, 1].
+
+  Raises:
+    ValueError: fewer than two values (no standard error).
+  """
+  half = z * standard_error(values)
+  mean = float(np.mean(values))
+  return max(0.0, mean - half), min(1.0, mean + half)

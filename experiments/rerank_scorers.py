@@ -42,7 +42,7 @@ import sys
 import numpy as np
 from scipy import stats
 
-from dalle_jax import generation_eval, rerank, stages
+from dalle_jax import generation_eval, intervals, rerank, stages
 from dalle_jax.generator import Generator
 
 
@@ -53,19 +53,18 @@ def standardised(scores: np.ndarray) -> np.ndarray:
   return centred / np.where(spread > 0, spread, 1.0)
 
 
-def reranking_gain(correct: np.ndarray, scores: np.ndarray) -> tuple:
-  """Per-prompt gain of the best of all C over a single sample.
+def reranking_gain(correct: np.ndarray, best_correct: np.ndarray) -> tuple:
+  """Per-prompt gain of a scorer's best of all C over a single sample.
 
   Args:
     correct: [P, C] bool judge verdicts.
-    scores: [P, C] float, higher is better.
+    best_correct: [P] bool, whether the scorer's best candidate is correct.
 
   Returns:
     (mean gain, its standard error over the P prompts), as fractions.
   """
-  best = generation_eval.best_of_first(scores, scores.shape[1])
-  gain = correct[np.arange(len(correct)), best] - correct.mean(axis=1)
-  return float(gain.mean()), float(gain.std(ddof=1) / np.sqrt(len(gain)))
+  gain = best_correct - correct.mean(axis=1)
+  return float(gain.mean()), intervals.standard_error(gain)
 
 
 def paired_counts(first: np.ndarray, second: np.ndarray) -> tuple:
@@ -206,7 +205,7 @@ def compare_split(
     "any_correct": curves["clip"]["any_correct"],
     "reranked": {name: curve["reranked"] for name, curve in curves.items()},
     "gain": {
-      name: reranking_gain(correct, scores) for name, scores in scorers.items()
+      name: reranking_gain(correct, best) for name, best in best_correct.items()
     },
     # Each scorer's pick against CLIP's, prompt by prompt.
     "against_clip": {

@@ -30,6 +30,9 @@ def test_mean_interval_is_the_normal_interval_of_the_mean():
     / len(values) ** 0.5
   )
   mean = statistics.fmean(values)
+  assert intervals.standard_error(values) == pytest.approx(
+    statistics.stdev(values) / len(values) ** 0.5
+  )
   low, high = intervals.mean_interval(values)
   assert low == pytest.approx(mean - half) and high == pytest.approx(
     mean + half

@@ -816,10 +816,13 @@ def test_rerank_scorers_standardises_each_prompt():
   np.testing.assert_allclose(out[0], [-1.2247449, 0.0, 1.2247449], rtol=1e-6)
   np.testing.assert_array_equal(out[1], [0.0, 0.0, 0.0])
   correct = np.array([[False, False, True], [True, False, False]])
-  mean, error = rerank_scorers.reranking_gain(correct, scores)
-  # Prompt 0: best (index 2) correct, 1/3 of candidates: +2/3; prompt 1:
-  # a tie goes to index 0, correct, 1/3: +2/3.
+  best_correct = np.array([True, True])
+  mean, error = rerank_scorers.reranking_gain(correct, best_correct)
+  # Each prompt: its pick is correct and 1/3 of its candidates are: +2/3.
   assert mean == pytest.approx(2 / 3) and error == pytest.approx(0.0)
+  mean, error = rerank_scorers.reranking_gain(correct, np.array([True, False]))
+  # Gains +2/3 and -1/3: mean 1/6, sample sd 1/sqrt(2), over sqrt(2) prompts.
+  assert mean == pytest.approx(1 / 6) and error == pytest.approx(0.5)
 
 
 def test_sampling_sweep_judges_held_back_prompts(runs, capsys, monkeypatch):
