@@ -26,6 +26,7 @@ import orbax.checkpoint as ocp
 from ml_collections import ConfigDict
 
 from dalle_jax import config as config_lib
+from dalle_jax import quiet_logs
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
@@ -54,14 +55,22 @@ def _register_array_handler() -> None:
     store = array_metadata_store.Store()
   except ImportError:  # moved in another orbax release
     store = None
-  ocp.type_handlers.register_type_handler(
-    jax.Array,
-    ocp.type_handlers.ArrayHandler(
-      array_metadata_store=store,
-      min_slice_bytes_for_replica_parallel=MIN_REPLICA_SLICE_BYTES,
-    ),
-    override=True,
-  )
+  # orbax logs a warning for every override, which every command that
+  # imports this module would print; this override is the intended one.
+  quiet = quiet_logs.DropMessages("overriding")
+  absl_logger = logging.getLogger("absl")
+  absl_logger.addFilter(quiet)
+  try:
+    ocp.type_handlers.register_type_handler(
+      jax.Array,
+      ocp.type_handlers.ArrayHandler(
+        array_metadata_store=store,
+        min_slice_bytes_for_replica_parallel=MIN_REPLICA_SLICE_BYTES,
+      ),
+      override=True,
+    )
+  finally:
+    absl_logger.removeFilter(quiet)
 
 
 _register_array_handler()

@@ -1,6 +1,8 @@
 """Sharding: mesh building, logical rules, sharded == single-device training,
 and checkpoints of arrays on the mesh."""
 
+import logging
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -150,3 +152,17 @@ def test_checkpoint_round_trip_of_replicated_sharded_and_key_arrays(tmp_path):
   np.testing.assert_array_equal(
     jax.random.key_data(restored["key"]), jax.random.key_data(state["key"])
   )
+
+
+def test_array_handler_is_ours_and_registered_without_a_warning(caplog):
+  # Orbax warns on every override of a type handler; ours is intended and
+  # would otherwise print on every command that imports dalle_jax.
+  with caplog.at_level(logging.WARNING):
+    checkpoint._register_array_handler()
+  assert not [r for r in caplog.records if "overriding" in r.getMessage()]
+  handler = ocp.type_handlers.get_type_handler(jax.Array)
+  assert isinstance(handler, ocp.type_handlers.ArrayHandler)
+  # Other absl warnings still get through once registration is done.
+  with caplog.at_level(logging.WARNING):
+    logging.getLogger("absl").warning("Type handler overriding test")
+  assert "overriding test" in caplog.text

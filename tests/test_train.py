@@ -14,6 +14,7 @@ import pytest
 
 from dalle_jax import checkpoint, summaries
 from dalle_jax import config as config_lib
+from dalle_jax import train as train_lib
 from dalle_jax.train import NonFiniteLossError, run
 
 CONFIG = os.path.join(
@@ -207,3 +208,33 @@ def test_evaluation_logs_the_task_s_warnings(tmp_path, caplog):
   assert len(warnings) == 1
   assert warnings[0].startswith("Step 500: the dVAE's codebook has collapsed")
   assert "use 1 of 32 codes" in warnings[0]
+
+
+class _Collect(logging.Handler):
+  def __init__(self):
+    super().__init__()
+    self.messages = []
+
+  def emit(self, record):
+    self.messages.append(record.getMessage())
+
+
+def test_logging_drops_third_party_chatter_but_keeps_warnings():
+  train_lib.configure_logging()
+  train_lib.configure_logging()  # twice, as tests and notebooks do
+  assert logging.getLogger("absl").filters.count(train_lib.OPENCV_NOTICE) == 1
+  collect = _Collect()
+  logging.getLogger().addHandler(collect)  # after basicConfig(force=True)
+  try:
+    logging.getLogger("absl").warning("OpenCV is not installed. We recommend")
+    logging.getLogger("absl").warning("a checkpoint could not be read")
+    logging.getLogger("jax._src.xla_bridge").info("Unable to initialize 'tpu'")
+    logging.getLogger("jax._src.xla_bridge").warning("no GPU found")
+    logging.getLogger("dalle_jax.train").info("step 10")
+  finally:
+    logging.getLogger().removeHandler(collect)
+  assert collect.messages == [
+    "a checkpoint could not be read",
+    "no GPU found",
+    "step 10",
+  ]
