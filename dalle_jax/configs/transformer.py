@@ -106,6 +106,9 @@ def get_config(arg: str | None = None):
   config.optim.ema_decay = 0.999
 
   config.data.batch_size = 32
+  # Share of training images repainted in off-palette colours that still
+  # read as seen pairs (Shapes only; see configs/clip.py).
+  config.data.recolour = 0.0
   config.train.num_steps = 2_000
   config.train.log_every = 50
   config.train.eval_every = 500
