@@ -112,8 +112,8 @@ def get_config(arg: str | None = None):
   # step 1,100) the in-training judge (validation / zero_shot) fell to
   # 40.2 / 28.5% at step 500 and 73.0 / 54.3% at 1,000, against 55.9 /
   # 41.0% and 89.5 / 72.7% without (image bits per token 1.34 against
-  # 1.24). The dVAE never saw those colours, and the prior spends half its
-  # steps on images the evaluation never asks for.
+  # 1.24). Two likely causes, not separated: the dVAE never saw those
+  # colours, and half the prior's steps go to images no evaluation asks for.
   config.data.recolour = 0.0
   config.train.num_steps = 2_000
   config.train.log_every = 50
