@@ -54,7 +54,7 @@ def standard_error(values: Sequence[float]) -> float:
   values = np.asarray(values, float)
   if values.size < 2:
     raise ValueError(
-      f"An interval over prompts needs at least 2 of them, got {values.size}."
+      f"A standard error over prompts needs at least 2, got {values.size}."
     )
   return float(values.std(ddof=1) / np.sqrt(values.size))
 
