@@ -323,9 +323,9 @@ def parse_command_line(argv: list[str]) -> tuple[ConfigDict, str]:
   return config, args.workdir
 
 
-# tensorflow-datasets recommends OpenCV for decoding images. Decoding is not
-# worth its install here: a whole batch of 32 Shapes images costs about 10 ms
-# of CPU, under 2% of a step (2026-12-06).
+# tensorflow-datasets recommends OpenCV for decoding images. It is not worth
+# its install here: loading and decoding a batch of 32 Shapes images costs
+# about 10 ms of CPU, 2-3% of a training step (2026-12-06).
 OPENCV_NOTICE = quiet_logs.DropMessages("OpenCV is not installed")
 
 
