@@ -54,7 +54,7 @@ PIPELINE_FILE = report.PIPELINE_FILE
 STAGES_FILE = report.STAGES_FILE
 TOKENIZER_RECORD = "tokenizer.json"
 TRAINED_STAGES = default_config.STAGES
-STEPS = ("tokenizer", *TRAINED_STAGES, "evaluation")
+STEPS = ("tokenizer", *TRAINED_STAGES, report.EVALUATION_STEP)
 # The steps whose outputs each step reads. CLIP trains on the data alone
 # (and on the dVAE's reconstructions with `clip.dvae.reconstruct`, see
 # `step_inputs`); the transformer on the dVAE's codes; the evaluation uses
@@ -98,6 +98,7 @@ TRAINED, RESUMED, REPLACED, SKIPPED = (
   "skipped",
 )
 _STARTING = {TRAINED: "training", RESUMED: "resuming", REPLACED: "retraining"}
+_EVALUATION_STARTING = {**_STARTING, TRAINED: "running", REPLACED: "re-running"}
 # Fields that change how a run is shown or read, not what it computes:
 # a difference here does not retrain a stage.
 COSMETIC_FIELDS = (
@@ -442,7 +443,7 @@ def _evaluation_step(config: ConfigDict, data_config, root: str) -> Step:
   workdir = os.path.join(root, generation_eval.EVALUATION_DIR)
   settings = config_lib.to_dict(config.evaluation)
   return Step(
-    "evaluation",
+    report.EVALUATION_STEP,
     (workdir,),
     os.path.join(workdir, checkpoint.CONFIG_FILE),
     settings,
@@ -498,7 +499,10 @@ def run_step(step: Step, log: StageLog, upstream: str | None, stamp: str):
     moved = [move_aside(path, stamp) for path in step.outputs]
     moved_names = ", ".join(os.path.basename(m) for m in moved if m)
     reason = f"{reason}; the old output is now {moved_names}"
-  logger.info("pipeline: %s: %s (%s)", step.name, _STARTING[action], reason)
+  starting = (
+    _EVALUATION_STARTING if step.name == report.EVALUATION_STEP else _STARTING
+  )
+  logger.info("pipeline: %s: %s (%s)", step.name, starting[action], reason)
   start = time.perf_counter()
   metrics = step.execute()
   seconds = time.perf_counter() - start
@@ -506,7 +510,7 @@ def run_step(step: Step, log: StageLog, upstream: str | None, stamp: str):
   logger.info(
     "pipeline: %s: %s in %s",
     step.name,
-    action,
+    report.action_text(step.name, action),
     report.format_seconds(seconds),
   )
   return action, metrics

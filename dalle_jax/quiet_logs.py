@@ -4,15 +4,16 @@ import logging
 
 
 class DropMessages(logging.Filter):
-  """Drops log records whose message contains `text`.
+  """Drops log records whose message contains any of `texts`.
 
   Added to a logger (`logging.getLogger(name).addFilter(...)`), it drops
   only the records logged through that logger, not its children's.
   """
 
-  def __init__(self, text: str):
+  def __init__(self, *texts: str):
     super().__init__()
-    self.text = text
+    self.texts = texts
 
   def filter(self, record: logging.LogRecord) -> bool:
-    return self.text not in record.getMessage()
+    message = record.getMessage()
+    return not any(text in message for text in self.texts)

@@ -42,6 +42,19 @@ REPORT_FILE = "report.md"
 # Written by dalle_jax.pipeline: the config and what each run did.
 PIPELINE_FILE = "pipeline.json"
 STAGES_FILE = relocation.STAGES_FILE
+# stages.json records every step's action with the training stages' words;
+# the evaluation runs rather than trains, and reads so in logs and reports.
+EVALUATION_STEP = "evaluation"
+_EVALUATION_ACTIONS = {"trained": "ran", "replaced": "re-ran"}
+
+
+def action_text(step: str, action: str) -> str:
+  """How a step's recorded `action` reads: 'ran' for a trained evaluation."""
+  if step == EVALUATION_STEP:
+    return _EVALUATION_ACTIONS.get(action, action)
+  return action
+
+
 FIGURES_DIR = "figures"
 STAGES = ("dvae", "clip", "transformer")
 MIN_TILE_PIXELS = 160
@@ -163,7 +176,7 @@ def summary_lines(root: str) -> list[str]:
   ]
   for name, entry in read_steps(root)[1]:
     lines.append(
-      f"{name}: {entry['action']} in this run; took "
+      f"{name}: {action_text(name, entry['action'])} in this run; took "
       f"{format_seconds(entry['seconds'])} to make"
     )
   return lines
@@ -463,7 +476,12 @@ def stage_time_section(root: str) -> list[str]:
   """Per step: what the latest run did and the time its output took."""
   runs, steps = read_steps(root)
   rows = [
-    (name, entry["action"], format_seconds(entry["seconds"]), entry.get("run"))
+    (
+      name,
+      action_text(name, entry["action"]),
+      format_seconds(entry["seconds"]),
+      entry.get("run"),
+    )
     for name, entry in steps
   ]
   total = sum(entry["seconds"] for _, entry in steps)

@@ -323,10 +323,16 @@ def parse_command_line(argv: list[str]) -> tuple[ConfigDict, str]:
   return config, args.workdir
 
 
-# tensorflow-datasets recommends OpenCV for decoding images. It is not worth
-# its install here: loading and decoding a batch of 32 Shapes images costs
-# about 10 ms of CPU, 2-3% of a training step (2026-12-06).
-OPENCV_NOTICE = quiet_logs.DropMessages("OpenCV is not installed")
+# Warnings of tensorflow-datasets (through absl) that need no action:
+TFDS_NOTICES = quiet_logs.DropMessages(
+  # It recommends OpenCV for decoding images. Not worth its install here:
+  # loading and decoding a batch of 32 Shapes images costs about 10 ms of
+  # CPU, 2-3% of a training step (2026-12-06).
+  "OpenCV is not installed",
+  # Every Shapes builder has a config made from the run's settings (size,
+  # split sizes, seed), which it reports for each stage that reads it.
+  "Using custom data configuration",
+)
 
 
 def configure_logging() -> None:
@@ -336,7 +342,7 @@ def configure_logging() -> None:
   )
   # orbax and tensorflow-datasets log every file operation at INFO (via absl).
   logging.getLogger("absl").setLevel(logging.WARNING)
-  logging.getLogger("absl").addFilter(OPENCV_NOTICE)  # added once per process
+  logging.getLogger("absl").addFilter(TFDS_NOTICES)  # added once per process
   # jax reports each accelerator backend it did not find, on every CPU run.
   logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
 

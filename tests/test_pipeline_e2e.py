@@ -517,6 +517,29 @@ def test_each_change_retrains_only_what_reads_it(
     assert any(n.startswith(f"{step}.replaced-") for n in os.listdir(root))
 
 
+def test_the_evaluation_runs_where_the_stages_train(
+  tmp_path, monkeypatch, caplog
+):
+  data_dir = str(tmp_path / "data")
+  root = str(tmp_path / "root")
+  with caplog.at_level("INFO", logger="dalle_jax.pipeline"):
+    _stand_in_run(tiny_config(data_dir), root, monkeypatch)
+  assert "pipeline: dvae: training (no previous output)" in caplog.text
+  assert "pipeline: evaluation: running (no previous output)" in caplog.text
+  assert "pipeline: evaluation: ran in" in caplog.text
+  caplog.clear()
+  changed = tiny_config(data_dir, **{"evaluation.num_candidates": 2})
+  with caplog.at_level("INFO", logger="dalle_jax.pipeline"):
+    _stand_in_run(changed, root, monkeypatch)
+  assert "pipeline: evaluation: re-running (config changed" in caplog.text
+  assert "pipeline: evaluation: re-ran in" in caplog.text
+  # stages.json keeps one vocabulary of actions; only its reading differs.
+  assert _events(root, 2)["evaluation"] == "replaced"
+  table = "\n".join(pipeline.report.stage_time_section(root))
+  assert "| evaluation | re-ran |" in table
+  assert "| dvae | skipped |" in table
+
+
 def test_move_aside_never_overwrites(tmp_path):
   path = tmp_path / "dvae"
   path.mkdir()

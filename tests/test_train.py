@@ -222,11 +222,12 @@ class _Collect(logging.Handler):
 def test_logging_drops_third_party_chatter_but_keeps_warnings():
   train_lib.configure_logging()
   train_lib.configure_logging()  # twice, as tests and notebooks do
-  assert logging.getLogger("absl").filters.count(train_lib.OPENCV_NOTICE) == 1
+  assert logging.getLogger("absl").filters.count(train_lib.TFDS_NOTICES) == 1
   collect = _Collect()
   logging.getLogger().addHandler(collect)  # after basicConfig(force=True)
   try:
     logging.getLogger("absl").warning("OpenCV is not installed. We recommend")
+    logging.getLogger("absl").warning("Using custom data configuration: X")
     logging.getLogger("absl").warning("a checkpoint could not be read")
     logging.getLogger("jax._src.xla_bridge").info("Unable to initialize 'tpu'")
     logging.getLogger("jax._src.xla_bridge").warning("no GPU found")
