@@ -46,15 +46,6 @@ STAGES_FILE = relocation.STAGES_FILE
 # the evaluation runs rather than trains, and reads so in logs and reports.
 EVALUATION_STEP = "evaluation"
 _EVALUATION_ACTIONS = {"trained": "ran", "replaced": "re-ran"}
-
-
-def action_text(step: str, action: str) -> str:
-  """How a step's recorded `action` reads: 'ran' for a trained evaluation."""
-  if step == EVALUATION_STEP:
-    return _EVALUATION_ACTIONS.get(action, action)
-  return action
-
-
 FIGURES_DIR = "figures"
 STAGES = ("dvae", "clip", "transformer")
 MIN_TILE_PIXELS = 160
@@ -165,6 +156,13 @@ def _split_line(kind: str, split: str, summary: dict) -> str:
     f"{share('any_correct', curve['any_correct'][-1])} (95% intervals over "
     "prompts in brackets)"
   )
+
+
+def action_text(step: str, action: str) -> str:
+  """How a step's recorded `action` reads: 'ran' for a trained evaluation."""
+  if step == EVALUATION_STEP:
+    return _EVALUATION_ACTIONS.get(action, action)
+  return action
 
 
 def summary_lines(root: str) -> list[str]:
