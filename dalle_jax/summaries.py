@@ -58,3 +58,18 @@ def read_metrics(workdir: str) -> list[dict]:
     return []
   with open(path) as handle:
     return [json.loads(line) for line in handle if line.strip()]
+
+
+def format_metrics(metrics: dict) -> str:
+  """`{'loss': 0.0225029, 'step': 3}` -> `'loss 0.0225, step 3'`.
+
+  Floats keep 4 significant digits: enough to compare runs by eye, where
+  the full float32 repr is noise. The exact values are in metrics.jsonl.
+  """
+  shown = (
+    f"{name} {value:.4g}"
+    if isinstance(value, (float, np.floating))
+    else f"{name} {value}"
+    for name, value in metrics.items()
+  )
+  return ", ".join(shown)

@@ -160,7 +160,9 @@ class Loop:
     if not eval_metrics:  # resumed a finished run: evaluate what it made
       eval_metrics = self.evaluate(step, state.eval_params)
     checkpoint.export_params(self.workdir, state.eval_params)
-    logging.info("Finished at step %d: %s", step, eval_metrics)
+    logging.info(
+      "Finished at step %d: %s", step, summaries.format_metrics(eval_metrics)
+    )
     return eval_metrics
 
   def flush(self, step: int, bar) -> None:
@@ -363,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     message = error.args[0] if isinstance(error, KeyError) else error
     print(f"error: {message}", file=sys.stderr)
     return 1
-  print(f"Done. Final evaluation: {metrics}")
+  print(f"Done. Final evaluation: {summaries.format_metrics(metrics)}")
   print(f"Results are in {os.path.abspath(workdir)}")
   return 0
 

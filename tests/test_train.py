@@ -239,3 +239,16 @@ def test_logging_drops_third_party_chatter_but_keeps_warnings():
     "no GPU found",
     "step 10",
   ]
+
+
+def test_metrics_are_shown_to_four_significant_digits():
+  metrics = {
+    "loss": 0.022502902895212173,
+    "top1": np.float32(0.99609375),
+    "psnr": 27.0812,
+    "step": 1200,
+    "split": "eval",
+  }
+  assert summaries.format_metrics(metrics) == (
+    "loss 0.0225, top1 0.9961, psnr 27.08, step 1200, split eval"
+  )
