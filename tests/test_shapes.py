@@ -443,10 +443,11 @@ def test_recoloured_example_repaints_every_object_as_a_seen_pair(split):
 def test_seen_pair_colour_avoids_each_shape_s_held_out_colours():
   rng = np.random.default_rng(1)
   for shape in SHAPE_NAMES:
-    names = {
-      nearest_palette_name(shapes.seen_pair_colour(shape, rng))
-      for _ in range(400)
-    }
+    names = set()
+    for _ in range(400):
+      rgb, name = shapes.seen_pair_colour(shape, rng)
+      assert name == nearest_palette_name(rgb)
+      names.add(name)
     allowed = {c for c in PALETTE if (c, shape) not in HELD_OUT}
     assert names == allowed, shape
 

@@ -538,7 +538,9 @@ def generate_example(
   }
 
 
-def seen_pair_colour(shape: str, rng: np.random.Generator) -> np.ndarray:
+def seen_pair_colour(
+  shape: str, rng: np.random.Generator
+) -> tuple[np.ndarray, str]:
   """A random colour that the judge would pair with `shape` as a seen pair.
 
   Uniform over the RGB cube, except colours whose brightest channel is
@@ -546,14 +548,15 @@ def seen_pair_colour(shape: str, rng: np.random.Generator) -> np.ndarray:
   held-out pair with `shape` (e.g. nothing near white or blue for a plus).
 
   Returns:
-    [3] uint8.
+    ([3] uint8 colour, the name of its nearest palette entry).
   """
   while True:
     rgb = rng.integers(0, 256, size=3)
     if rgb.max() < RECOLOUR_MIN_PEAK:
       continue
-    if (nearest_colour(rgb), shape) not in HELD_OUT_PAIRS:
-      return rgb.astype(np.uint8)
+    name = nearest_colour(rgb)
+    if (name, shape) not in HELD_OUT_PAIRS:
+      return rgb.astype(np.uint8), name
 
 
 def recoloured_example(
@@ -582,8 +585,9 @@ def recoloured_example(
   """
   objects = find_objects(image)
   while True:
-    colours = [seen_pair_colour(shape, rng) for _, shape, _ in objects]
-    names = [nearest_colour(rgb) for rgb in colours]
+    drawn = [seen_pair_colour(shape, rng) for _, shape, _ in objects]
+    colours = [rgb for rgb, _ in drawn]
+    names = [name for _, name in drawn]
     pairs = [
       (name, shape) for name, (_, shape, _) in zip(names, objects, strict=True)
     ]
