@@ -397,7 +397,9 @@ def evaluate(
     os.path.join(workdir, checkpoint.CONFIG_FILE),
     config_lib.to_dict(evaluation),
   )
-  generator = Generator.from_workdir(root)
+  generator = Generator.from_workdir(
+    root, clip_image_shift=evaluation.clip_image_shift
+  )
   sources = data_pipeline.prepare_sources(data_config)
   results = {"kind": kind, "splits": {}}
   if kind == JUDGED:

@@ -122,6 +122,7 @@ def _encode(dvae_config, params, images):
     "dvae_config",
     "scorer_name",
     "scorer_config",
+    "scorer_image_shift",
     "temperature",
     "top_k",
     "top_p",
@@ -142,6 +143,7 @@ def _sample_and_score(
   dvae_config,
   scorer_name,
   scorer_config,
+  scorer_image_shift,
   temperature,
   top_k,
   top_p,
@@ -159,6 +161,7 @@ def _sample_and_score(
     prior_config, dvae_config: the models' hyperparameters.
     scorer_name: a name of rerank.SCORER_NAMES, or None to score nothing.
     scorer_config: the scorer's model hyperparameters (None without one).
+    scorer_image_shift: the scorer's `rerank.Scorer.image_shift`.
     temperature, top_k, top_p: sampling settings.
 
   Returns:
@@ -187,7 +190,13 @@ def _sample_and_score(
     side = prior_config.grid_side
     images = _decode(dvae_config, dvae_params, codes.reshape(-1, side, side))
   scores = rerank_lib.score_batch(
-    scorer_name, scorer_config, scorer_params, scorer_tokens, images, codes
+    scorer_name,
+    scorer_config,
+    scorer_params,
+    scorer_tokens,
+    images,
+    codes,
+    scorer_image_shift,
   )
   return codes, scores
 
@@ -243,13 +252,23 @@ class Generator:
                     keep=8, temperature=1.0, top_k=None, top_p=None, seed=0)
     out.images  # [P, 8, S, S, 3] uint8, best first
 
+  `clip_image_shift` (pixels, default `rerank.DEFAULT_CLIP_IMAGE_SHIFT`)
+  makes CLIP score each candidate averaged over its copies moved by that
+  many pixels (`tasks.clip.score`); 0 scores each image once, as the paper.
+
   Attributes:
     dvae, transformer, clip: the loaded Stages (clip may be None).
     scorers: the available `rerank.Scorer`s by name: 'likelihood' always,
       'clip' when a CLIP is loaded.
   """
 
-  def __init__(self, dvae: Stage, transformer: Stage, clip: Stage | None):
+  def __init__(
+    self,
+    dvae: Stage,
+    transformer: Stage,
+    clip: Stage | None,
+    clip_image_shift: int = rerank_lib.DEFAULT_CLIP_IMAGE_SHIFT,
+  ):
     stages.check_stages_fit(dvae, transformer, clip)
     stages.warn_if_other_dvae(dvae, transformer)
     self.dvae, self.transformer, self.clip = dvae, transformer, clip
@@ -263,12 +282,20 @@ class Generator:
     }
     if clip is not None:
       self.scorers[rerank_lib.CLIP] = rerank_lib.Scorer(
-        rerank_lib.CLIP, clip.model_config, clip.params, clip.tokenizer
+        rerank_lib.CLIP,
+        clip.model_config,
+        clip.params,
+        clip.tokenizer,
+        clip_image_shift,
       )
 
   @classmethod
   def from_workdirs(
-    cls, dvae: str, transformer: str, clip: str | None = None
+    cls,
+    dvae: str,
+    transformer: str,
+    clip: str | None = None,
+    clip_image_shift: int = rerank_lib.DEFAULT_CLIP_IMAGE_SHIFT,
   ) -> Generator:
     """Loads the stages from their work directories.
 
@@ -277,6 +304,7 @@ class Generator:
       transformer: work directory of a finished transformer run trained on
         that dVAE's codes.
       clip: None, or the work directory of a finished CLIP run.
+      clip_image_shift: see the class docstring.
 
     Raises:
       FileNotFoundError: a stage's config.json, params/ or tokenizer.model
@@ -289,11 +317,18 @@ class Generator:
       stages.load_stage(dvae, "dvae"),
       stages.load_stage(transformer, "transformer"),
       None if clip is None else stages.load_stage(clip, "clip"),
+      clip_image_shift,
     )
 
   @classmethod
-  def from_workdir(cls, root: str) -> Generator:
+  def from_workdir(
+    cls,
+    root: str,
+    clip_image_shift: int = rerank_lib.DEFAULT_CLIP_IMAGE_SHIFT,
+  ) -> Generator:
     """Loads `root/dvae`, `root/transformer` and, if present, `root/clip`.
+
+    `clip_image_shift`: see the class docstring.
 
     Raises:
       FileNotFoundError: `root` is not a directory, or a stage is missing
@@ -309,6 +344,7 @@ class Generator:
       os.path.join(root, "dvae"),
       os.path.join(root, "transformer"),
       clip if os.path.isdir(clip) else None,
+      clip_image_shift,
     )
 
   @property
@@ -541,6 +577,7 @@ class Generator:
         dvae_config=self.dvae.model_config,
         scorer_name=options.scorer,
         scorer_config=None if scorer is None else scorer.model_config,
+        scorer_image_shift=0 if scorer is None else scorer.image_shift,
         temperature=options.temperature,
         top_k=options.top_k,
         top_p=options.top_p,

@@ -110,7 +110,7 @@ COSMETIC_FIELDS = (
 # Fields added after some runs were recorded, each with the value that
 # computes what those runs computed: a record without the field reads as
 # it, so an older run is not retrained for a field it could not have had.
-ADDED_FIELDS = {"data.recolour": 0.0}
+ADDED_FIELDS = {"data.recolour": 0.0, "clip_image_shift": 0}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -334,6 +334,11 @@ def validate(config: ConfigDict, root: str | None = None) -> None:
       problems.append(
         f"config.evaluation.{field}={evaluation[field]} must be at least 1."
       )
+  if evaluation.clip_image_shift < 0:
+    problems.append(
+      f"config.evaluation.clip_image_shift={evaluation.clip_image_shift} "
+      "must be at least 0 (pixels; 0 scores each candidate once)."
+    )
   if problems:
     raise ValueError("Invalid pipeline config:\n  " + "\n  ".join(problems))
 

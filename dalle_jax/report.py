@@ -586,13 +586,26 @@ def _sampling_settings(evaluation: dict) -> str:
   )
 
 
+def _clip_scoring(evaluation: dict) -> str:
+  """How CLIP scored the candidates; evaluations older than the image
+  shift scored each image once."""
+  shift = evaluation.get("clip_image_shift", 0)
+  if not shift:
+    return "scored by CLIP"
+  return (
+    "scored by CLIP (each image's embedding averaged over its 9 copies "
+    f"moved by up to {shift} px, `evaluation.clip_image_shift`)"
+  )
+
+
 def judged_sections(results: dict, figures: dict, evaluation: dict):
   """The Shapes evaluation: judged accuracy, by N and by attribute."""
   lines = [
     "## Zero-shot generation, judged",
     "",
     f"Each prompt is a distinct canonical caption of the split; "
-    f"{_sampling_settings(evaluation)}, scored by CLIP and judged by the "
+    f"{_sampling_settings(evaluation)}, {_clip_scoring(evaluation)} and "
+    "judged by the "
     "Shapes judge. *One sample*: share of all candidates judged correct. "
     "*CLIP best of N*: share of prompts whose highest-scored of the first N "
     "candidates is correct. *Any of N*: share with at least one correct "
@@ -635,8 +648,8 @@ def scored_sections(results: dict, figures: dict, evaluation: dict):
     "The data set is a folder of captioned images, which has no judge, so "
     "every figure here is CLIP's own. Each prompt is a distinct caption of "
     f"the `{SCORED_SPLIT}` split; {_sampling_settings(evaluation)} and "
-    "scored by CLIP (`exp(logit_scale) * cos(image, caption)`, at most "
-    "100). *All candidates*: the mean score without reranking. *Best of "
+    f"{_clip_scoring(evaluation)}: `exp(logit_scale) * cos(image, "
+    "caption)`, at most 100. *All candidates*: the mean score without reranking. *Best of "
     "N*: the mean over prompts of the highest score among the first N "
     "candidates. CLIP both picks and grades the best, so best of N is at "
     "least the mean by construction: the gap shows how widely CLIP's "

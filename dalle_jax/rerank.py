@@ -3,7 +3,10 @@
 A `Scorer` rates how well each candidate fits its prompt, higher is better:
 
   'clip'        CLIP's similarity of the candidate image with the prompt,
-                encoded with CLIP's own tokenizer (what the paper reranks by).
+                encoded with CLIP's own tokenizer (what the paper reranks by);
+                with `Scorer.image_shift` s > 0, the image's embedding is
+                averaged over its copies moved by up to s pixels
+                (`tasks.clip.shifted_views`).
   'likelihood'  the transformer's own log-likelihood, in nats, of the
                 candidate's image codes given the prompt: the sum over the N
                 codes of log p(code_i | text, codes_<i) from one
@@ -39,6 +42,13 @@ CLIP = "clip"
 LIKELIHOOD = "likelihood"
 SCORER_NAMES = (CLIP, LIKELIHOOD)
 DEFAULT_CHUNK_SIZE = 16
+# CLIP scores each candidate as the mean embedding of its 9 copies moved by
+# (dy, dx) in {-1, 0, 1}^2 pixels. The stem's strided convolutions and the
+# patch grid see a small shape differently one pixel over; the average
+# steadies the comparison between one prompt's candidates. Chosen on
+# held-back prompts, measured with experiments/rerank_scorers.py
+# (--image_shift), whose docstring has the figures.
+DEFAULT_CLIP_IMAGE_SHIFT = 1
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -51,15 +61,20 @@ class Scorer:
       for 'likelihood', a CLIPConfig for 'clip'.
     params: the scoring model's parameters.
     tokenizer: encodes prompts for this scorer (its model's own tokenizer).
+    image_shift: 'clip' only: pixels, >= 0, by which copies of each image
+      are moved and averaged over (`tasks.clip.score`); 0 scores the
+      image alone.
   """
 
   name: str
   model_config: Any
   params: Any
   tokenizer: Tokenizer
+  image_shift: int = 0
 
   def __post_init__(self):
     check_scorer_name(self.name)
+    check_image_shift(self.image_shift)
 
   @property
   def uses_images(self) -> bool:
@@ -72,6 +87,20 @@ def check_scorer_name(name) -> None:
   if name not in SCORER_NAMES:
     raise ValueError(
       f"scorer={name!r} is not a known scorer; use one of {SCORER_NAMES}."
+    )
+
+
+def check_image_shift(shift) -> None:
+  """Raises ValueError unless `shift` is an integer >= 0."""
+  if (
+    not isinstance(shift, numbers.Integral)
+    or isinstance(shift, bool)
+    or shift < 0
+  ):
+    raise ValueError(
+      f"image_shift={shift!r} must be an integer >= 0 (pixels by which CLIP"
+      f" averages each image over moved copies; 0 is off, the default is"
+      f" {DEFAULT_CLIP_IMAGE_SHIFT})."
     )
 
 
@@ -108,8 +137,10 @@ def score_batch(
   text_tokens: jax.Array,
   images: jax.Array | None,
   codes: jax.Array | None,
+  image_shift: int = 0,
 ) -> jax.Array:
-  """Scores one batch of candidates; pure, jittable with name and config static.
+  """Scores one batch of candidates; pure, jittable with static name, config
+  and image_shift.
 
   Args:
     name: the scorer, one of SCORER_NAMES.
@@ -120,20 +151,23 @@ def score_batch(
     images: [B, S, S, 3] uint8 candidates; read by 'clip' (else None).
     codes: [B, N] int32 candidates' image codes; read by 'likelihood'
       (else None).
+    image_shift: 'clip' only, see `Scorer`.
 
   Returns:
     [B] float32 scores, higher is better.
   """
   check_scorer_name(name)
   if name == CLIP:
-    scores = clip_task.score(model_config, params, images, text_tokens)
+    scores = clip_task.score(
+      model_config, params, images, text_tokens, image_shift
+    )
   else:
     scores = image_log_likelihood(model_config, params, text_tokens, codes)
   return scores.astype(jnp.float32)
 
 
 # Static name and config: Generators of equal configs share the programs.
-_score_batch_jit = jax.jit(score_batch, static_argnums=(0, 1))
+_score_batch_jit = jax.jit(score_batch, static_argnums=(0, 1, 6))
 
 
 def _check_chunk_size(chunk_size) -> None:
@@ -247,6 +281,7 @@ def score(
       text_tokens,
       rows if scorer.uses_images else None,
       None if scorer.uses_images else rows,
+      scorer.image_shift,
     )
 
   (scores,) = map_in_chunks(

@@ -105,6 +105,14 @@ def _parser() -> argparse.ArgumentParser:
     help="auto (the default): clip when a CLIP is loaded, else likelihood",
   )
   parser.add_argument(
+    "--clip-image-shift",
+    type=int,
+    default=None,
+    help=">= 0: CLIP scores each candidate averaged over its copies moved"
+    " by up to this many pixels; 0 scores it once (default: the"
+    " generator's, 1)",
+  )
+  parser.add_argument(
     "--chunk-size",
     type=int,
     default=None,
@@ -131,6 +139,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     raise UsageError(
       "pass --workdir ROOT (with dvae/ and transformer/ inside), or both"
       " --dvae and --transformer"
+    )
+  if args.clip_image_shift is not None and args.clip_image_shift < 0:
+    raise UsageError(
+      f"--clip-image-shift={args.clip_image_shift} must be >= 0 (pixels;"
+      " 0 scores each candidate once)"
     )
   return args
 
@@ -183,11 +196,14 @@ def run(args: argparse.Namespace) -> str:
   if args.chunk_size is not None:
     options["chunk_size"] = args.chunk_size
   generator_lib.check_options(**options)  # before the slow model loading
+  shift = {}
+  if args.clip_image_shift is not None:
+    shift["clip_image_shift"] = args.clip_image_shift
   if args.workdir:
-    generator = generator_lib.Generator.from_workdir(args.workdir)
+    generator = generator_lib.Generator.from_workdir(args.workdir, **shift)
   else:
     generator = generator_lib.Generator.from_workdirs(
-      args.dvae, args.transformer, args.clip
+      args.dvae, args.transformer, args.clip, **shift
     )
   samples = generator(args.prompt, **options)
   path = images_lib.save_png(args.out, labelled_grid(samples))

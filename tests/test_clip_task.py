@@ -164,6 +164,67 @@ def test_score_is_the_scaled_cosine_of_the_embeddings(ema_steps):
   np.testing.assert_allclose(against_first, expected_first, atol=1e-5)
 
 
+def _moved(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
+  """Each image moved by (dy, dx) pixels, the edge rows and columns
+  repeated into the gap: a loop over output pixels, independent of
+  `shifted_views`' padding and slicing."""
+  batch, side = images.shape[:2]
+  out = np.empty_like(images)
+  for y in range(side):
+    for x in range(side):
+      source_y = min(max(y - dy, 0), side - 1)
+      source_x = min(max(x - dx, 0), side - 1)
+      out[:, y, x] = images[:, source_y, source_x]
+  return out
+
+
+def test_shifted_views_are_every_move_by_up_to_the_shift():
+  images = np.random.default_rng(0).integers(0, 256, (2, 6, 6, 3), np.uint8)
+  alone = clip_task.shifted_views(jnp.asarray(images), 0)
+  np.testing.assert_array_equal(alone, images[None])
+  views = np.asarray(clip_task.shifted_views(jnp.asarray(images), 2))
+  assert views.shape == (9, 2, 6, 6, 3) and views.dtype == np.uint8
+  np.testing.assert_array_equal(views[0], images)  # the unmoved first
+  expected = [_moved(images, dy, dx) for dy in (-2, 0, 2) for dx in (-2, 0, 2)]
+  # Each expected move appears exactly once among the views.
+  matches = [
+    [np.array_equal(view, move) for view in views] for move in expected
+  ]
+  assert all(sum(row) == 1 for row in matches)
+  assert sorted(row.index(True) for row in matches) == list(range(9))
+
+
+def test_score_with_image_shift_averages_the_moved_embeddings(ema_steps):
+  clip_config = clip_task.model_config(tiny_config())
+  init, _ = ema_steps
+  params = dict(init(jax.random.key(1)).params, logit_scale=jnp.float32(1.5))
+  batch = _random_batch(tiny_config(), seed=2)
+  images, tokens = np.asarray(batch["image"]), batch["text_tokens"]
+  model = CLIP(clip_config)
+  embed_image = jax.jit(
+    lambda images: model.apply(
+      {"params": params}, preprocess_images(images), method="embed_image"
+    )
+  )
+  text = np.asarray(
+    model.apply({"params": params}, tokens, method="embed_text"), np.float64
+  )
+  moved = [
+    np.asarray(embed_image(_moved(images, dy, dx)), np.float64)
+    for dy in (-1, 0, 1)
+    for dx in (-1, 0, 1)
+  ]
+  mean = np.mean(moved, axis=0)
+  mean /= np.linalg.norm(mean, axis=-1, keepdims=True)
+  expected = np.exp(1.5) * np.sum(mean * text, axis=-1)
+  score = jax.jit(clip_task.score, static_argnums=(0, 4))
+  scores = score(clip_config, params, images, tokens, 1)
+  assert scores.shape == (len(images),) and scores.dtype == jnp.float32
+  np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-5)
+  # The shift changes the scores: the test would pass vacuously otherwise.
+  assert not np.allclose(scores, score(clip_config, params, images, tokens, 0))
+
+
 def test_retrieval_counts_an_equal_caption_as_correct():
   # Captions 0 and 1 are equal; 2 and 3 differ from everything.
   tokens = jnp.array([[5, 6, 9], [5, 6, 9], [5, 7, 9], [1, 2, 3]], jnp.int32)

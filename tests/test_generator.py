@@ -193,13 +193,16 @@ def test_clip_is_the_default_scorer_and_scores_the_returned_images(generator):
   assert out.scorer == "clip" and out.images.shape[:2] == (2, 3)
   assert np.all(np.diff(out.scores, axis=1) <= 0)
   clip = generator.clip
+  shift = generator.scorers["clip"].image_shift
+  assert shift == rerank.DEFAULT_CLIP_IMAGE_SHIFT > 0
   text = np.repeat(clip.tokenizer.encode(list(prompts)), 3, axis=0)
-  score = jax.jit(clip_task.score, static_argnums=0)
+  score = jax.jit(clip_task.score, static_argnums=(0, 4))
   expected = score(
     clip.model_config,
     clip.params,
     out.images.reshape(6, IMAGE_SIZE, IMAGE_SIZE, 3),
     text,
+    shift,
   )
   np.testing.assert_allclose(
     out.scores.reshape(-1), expected, rtol=1e-4, atol=1e-4
@@ -211,6 +214,25 @@ def test_clip_is_the_default_scorer_and_scores_the_returned_images(generator):
     chunk_size=CHUNK,
   )
   np.testing.assert_allclose(standalone, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_clip_image_shift_zero_scores_each_image_once(stage_root, generator):
+  once = dalle_jax.Generator.from_workdir(stage_root, clip_image_shift=0)
+  assert once.scorers["clip"].image_shift == 0
+  settings = dict(num_candidates=3, keep=3, rerank=False, chunk_size=CHUNK)
+  out = once(PROMPTS[:1], **settings)
+  clip = once.clip
+  text = clip.tokenizer.encode(list(PROMPTS[:1]))
+  expected = jax.jit(clip_task.score, static_argnums=0)(
+    clip.model_config, clip.params, out.images[0], text
+  )
+  np.testing.assert_allclose(out.scores[0], expected, rtol=1e-4, atol=1e-4)
+  # The same candidates (same seed), scored differently by the default.
+  shifted = generator(PROMPTS[:1], **settings)
+  np.testing.assert_array_equal(shifted.tokens, out.tokens)
+  assert not np.allclose(shifted.scores, out.scores)
+  with pytest.raises(ValueError, match="image_shift=-1 must be an integer"):
+    dalle_jax.Generator.from_workdir(stage_root, clip_image_shift=-1)
 
 
 def _encode(generator, images):

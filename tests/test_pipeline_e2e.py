@@ -30,6 +30,7 @@ from dalle_jax import (
   generation_eval,
   pipeline,
   report,
+  rerank,
   stages,
   summaries,
   train,
@@ -339,6 +340,15 @@ def test_report_states_the_settings_its_evaluation_was_sampled_with(
     text = handle.read()
   assert f"(temperature {own['temperature']}, seed {own['seed']})" in text
   assert "(temperature 0.123," not in text
+  assert f"moved by up to {own['clip_image_shift']} px" in text
+  # An evaluation recorded before the shift existed scored images once.
+  del own["clip_image_shift"]
+  with open(os.path.join(root, "evaluation", "config.json"), "w") as handle:
+    json.dump(own, handle)
+  assert report.main(["--workdir", root]) == 0
+  with open(os.path.join(root, "report.md")) as handle:
+    text = handle.read()
+  assert "scored by CLIP and judged by the Shapes judge" in text
 
 
 def test_report_command_without_evaluation_names_the_train_command(
@@ -425,6 +435,11 @@ def test_plan_and_config_differences():
   for share, expected in ((0.0, []), (0.5, ["data.recolour: 0.0 -> 0.5"])):
     current = {"data": {"batch_size": 8, "recolour": share}}
     assert pipeline.config_differences(before_recolour, current) == expected
+  # Evaluations recorded before the shift scored each candidate once.
+  before_shift = {"num_candidates": 64}
+  for shift, expected in ((0, []), (1, ["clip_image_shift: 0 -> 1"])):
+    current = {"num_candidates": 64, "clip_image_shift": shift}
+    assert pipeline.config_differences(before_shift, current) == expected
 
 
 REAL_MAKE_STEPS = pipeline.make_steps
@@ -663,6 +678,8 @@ def test_default_config_builds_and_validates(variant, tmp_path):
     values = {config_lib.get_field(stages[s], field) for s in stages}
     assert values == {config_lib.get_field(config, field)}
   assert stages["transformer"].dvae.workdir == os.path.join(root, "dvae")
+  # The evaluation reranks as the sampling API does by default.
+  assert config.evaluation.clip_image_shift == rerank.DEFAULT_CLIP_IMAGE_SHIFT
 
 
 @pytest.mark.parametrize("reconstruct", [False, True])
@@ -718,6 +735,7 @@ def test_train_command_line_reads_the_default_config():
     ({"clip.dvae.workdir": "/elsewhere"}, "gives the clip stage its own dVAE"),
     ({"evaluation.splits": ("train",)}, "use one or more of"),
     ({"evaluation.num_candidates": 0}, "num_candidates=0 must be at least 1"),
+    ({"evaluation.clip_image_shift": -1}, "clip_image_shift=-1 must be at"),
     ({"dvae.task": "clip"}, "config.dvae.task='clip' must be 'dvae'"),
     ({"clip.train.num_steps": 0}, "config.train.num_steps=0 must be > 0"),
     (
@@ -812,7 +830,18 @@ def test_rerank_scorers_scores_with_another_clip_run(runs, capsys):
   argv = ["--workdir", root, "--chunk_size", "4", "--clip_workdir", clip_dir]
   assert rerank_scorers.main(argv) == 0
   printed = capsys.readouterr().out
-  assert "clip:clip: best of 4 minus one sample" in printed
+  assert "clip:clip@0: best of 4 minus one sample" in printed
+  # The evaluation scored with the default shift: rescoring at that shift
+  # picks what it picked on every prompt.
+  shift = rerank.DEFAULT_CLIP_IMAGE_SHIFT
+  assert rerank_scorers.main([*argv, "--image_shift", str(shift)]) == 0
+  printed = capsys.readouterr().out
+  assert f"clip:clip@{shift}: best of 4 minus one sample" in printed
+  assert re.search(
+    rf"clip@{shift} against clip, best of 4: right where clip is wrong on 0"
+    r" prompts, the reverse on 0",
+    printed,
+  )
 
 
 def test_clip_domain_gap_measures_another_clip_run(runs, capsys):

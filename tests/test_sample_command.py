@@ -78,6 +78,7 @@ def test_separate_workdirs_and_no_rerank(stage_root, tmp_path, capsys):
     (["--num-candidates", "many"], "invalid int value: 'many'"),
     (["--colour", "red"], "unrecognized arguments: --colour red"),
     (["--dvae", "x"], "either --workdir ROOT or --dvae"),
+    (["--clip-image-shift", "-1"], "--clip-image-shift=-1 must be >= 0"),
   ],
 )
 def test_bad_arguments_exit_2_with_one_line(

@@ -97,10 +97,49 @@ def model_config(config: ConfigDict) -> CLIPConfig:
   )
 
 
-def _embed(model: CLIP, images: jax.Array, text_tokens: jax.Array):
-  """Unit embeddings of both towers and the stored log scale."""
+def shifted_views(images: jax.Array, shift: int) -> jax.Array:
+  """The images moved by every (dy, dx) in {-shift, 0, shift}^2.
+
+  Pixels moved in at an edge repeat that edge (black on Shapes, whose
+  objects never touch the border). Pure and jittable with `shift` static.
+
+  Args:
+    images: `[B, S, S, 3] uint8`.
+    shift: pixels, >= 0; 0 gives the images alone.
+
+  Returns:
+    `[V, B, S, S, 3] uint8`, V = 9 (1 for shift 0), the unmoved images
+    first.
+  """
+  if shift == 0:
+    return images[None]
+  side = images.shape[1]
+  padded = jnp.pad(
+    images, ((0, 0), (shift, shift), (shift, shift), (0, 0)), mode="edge"
+  )
+  offsets = [(shift, shift)] + [
+    (shift + dy, shift + dx)
+    for dy in (-shift, 0, shift)
+    for dx in (-shift, 0, shift)
+    if (dy, dx) != (0, 0)
+  ]
+  return jnp.stack([padded[:, r : r + side, c : c + side] for r, c in offsets])
+
+
+def _embed(
+  model: CLIP, views: jax.Array, text_tokens: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Unit embeddings of both towers and the stored log scale.
+
+  `views` `[V, B, S, S, 3]`: each image is embedded as the renormalised
+  mean of its V views' unit embeddings.
+  """
+  count, batch = views.shape[:2]
+  flat = views.reshape(count * batch, *views.shape[2:])
+  per_view = model.embed_image(preprocess_images(flat))
+  mean = per_view.reshape(count, batch, -1).mean(axis=0)
   return (
-    model.embed_image(preprocess_images(images)),
+    mean / jnp.linalg.norm(mean, axis=-1, keepdims=True),
     model.embed_text(text_tokens),
     model.logit_scale,
   )
@@ -111,11 +150,18 @@ def score(
   params,
   images: jax.Array,
   text_tokens: jax.Array,
+  image_shift: int = 0,
 ) -> jax.Array:
   """Scaled cosine similarity of each image with its caption.
 
-  Pure and jittable with `clip_config` static, e.g.
-  `jax.jit(score, static_argnums=0)`.
+  Pure and jittable with `clip_config` and `image_shift` static, e.g.
+  `jax.jit(score, static_argnums=(0, 4))`.
+
+  With `image_shift` s > 0 each image is embedded as the mean over its
+  copies moved by s pixels (`shifted_views`, 9 views): a test-time average
+  over the sub-patch positions at which the patch grid and the stem's
+  strided convolutions see an object (see `rerank.DEFAULT_CLIP_IMAGE_SHIFT`
+  for what it measured), at 9x the image tower's cost.
 
   Args:
     clip_config: the model's hyperparameters (`model_config(run_config)`).
@@ -124,13 +170,17 @@ def score(
     images: `[B, S, S, 3] uint8` RGB, S = `clip_config.image_size`.
     text_tokens: `[B, L] int32` captions, row b belonging to image b; or
       `[1, L]` to score every image against one caption (embedded once).
+    image_shift: pixels, >= 0; 0 embeds each image once.
 
   Returns:
     `[B] float32`, `exp(logit_scale) * cos(image b, caption b)`; higher
     means a better match.
   """
   image_embeddings, text_embeddings, logit_scale = CLIP(clip_config).apply(
-    {"params": params}, images, text_tokens, method=_embed
+    {"params": params},
+    shifted_views(images, image_shift),
+    text_tokens,
+    method=_embed,
   )
   cosines = jnp.sum(image_embeddings * text_embeddings, axis=-1)
   return jnp.exp(logit_scale) * cosines
