@@ -43,11 +43,12 @@ LIKELIHOOD = "likelihood"
 SCORER_NAMES = (CLIP, LIKELIHOOD)
 DEFAULT_CHUNK_SIZE = 16
 # CLIP scores each candidate as the mean embedding of its 9 copies moved by
-# (dy, dx) in {-1, 0, 1}^2 pixels. The stem's strided convolutions and the
-# patch grid see a small shape differently one pixel over; the average
-# steadies the comparison between one prompt's candidates. Chosen on
-# held-back prompts, measured with experiments/rerank_scorers.py
-# (--image_shift), whose docstring has the figures.
+# (dy, dx) in {-1, 0, 1}^2 pixels. A likely reason it helps (not shown):
+# the stem's strided convolutions and the patch grid see a small shape
+# differently one pixel over, and the average evens that out between one
+# prompt's candidates. Chosen on held-back prompts with
+# experiments/rerank_scorers.py (--image_shift), whose docstring has the
+# figures.
 DEFAULT_CLIP_IMAGE_SHIFT = 1
 
 
@@ -90,18 +91,27 @@ def check_scorer_name(name) -> None:
     )
 
 
-def check_image_shift(shift) -> None:
-  """Raises ValueError unless `shift` is an integer >= 0."""
+def _check_integer(name: str, value, low: int, meaning: str) -> None:
+  """Raises ValueError unless `value` is an integer (not a bool) >= low."""
   if (
-    not isinstance(shift, numbers.Integral)
-    or isinstance(shift, bool)
-    or shift < 0
+    not isinstance(value, numbers.Integral)
+    or isinstance(value, bool)
+    or value < low
   ):
     raise ValueError(
-      f"image_shift={shift!r} must be an integer >= 0 (pixels by which CLIP"
-      f" averages each image over moved copies; 0 is off, the default is"
-      f" {DEFAULT_CLIP_IMAGE_SHIFT})."
+      f"{name}={value!r} must be an integer >= {low} ({meaning})."
     )
+
+
+def check_image_shift(shift) -> None:
+  """Raises ValueError unless `shift` is an integer >= 0."""
+  _check_integer(
+    "image_shift",
+    shift,
+    0,
+    "pixels by which CLIP averages each image over moved copies; 0 is off,"
+    f" the default is {DEFAULT_CLIP_IMAGE_SHIFT}",
+  )
 
 
 def image_log_likelihood(
@@ -171,15 +181,12 @@ _score_batch_jit = jax.jit(score_batch, static_argnums=(0, 1, 6))
 
 
 def _check_chunk_size(chunk_size) -> None:
-  if (
-    not isinstance(chunk_size, numbers.Integral)
-    or isinstance(chunk_size, bool)
-    or chunk_size < 1
-  ):
-    raise ValueError(
-      f"chunk_size={chunk_size!r} must be an integer >= 1 (rows per compiled"
-      f" call; e.g. {DEFAULT_CHUNK_SIZE})."
-    )
+  _check_integer(
+    "chunk_size",
+    chunk_size,
+    1,
+    f"rows per compiled call; e.g. {DEFAULT_CHUNK_SIZE}",
+  )
 
 
 def map_in_chunks(

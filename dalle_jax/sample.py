@@ -110,7 +110,7 @@ def _parser() -> argparse.ArgumentParser:
     default=None,
     help=">= 0: CLIP scores each candidate averaged over its copies moved"
     " by up to this many pixels; 0 scores it once (default: the"
-    " generator's, 1)",
+    " Generator's, which the Shapes evaluation also uses)",
   )
   parser.add_argument(
     "--chunk-size",
