@@ -416,6 +416,24 @@ def check_recolour(config: ConfigDict) -> float:
   return float(share)
 
 
+def check_image_jitter(data: ConfigDict) -> int:
+  """`data.image_jitter`: the largest training move of an image, in pixels.
+
+  CLIP moves each training image by its own random (dy, dx) within it
+  (`tasks.clip.jittered_images`). An absent field reads as 0 (off).
+
+  Raises:
+    ValueError: not a whole number >= 0.
+  """
+  jitter = data.get("image_jitter", 0)
+  if isinstance(jitter, bool) or not isinstance(jitter, int) or jitter < 0:
+    raise ValueError(
+      f"config.data.image_jitter={jitter!r} must be a whole number of "
+      "pixels >= 0 (0 turns it off)."
+    )
+  return jitter
+
+
 def validate(config: ConfigDict) -> None:
   """Checks cross-field constraints that a locked config cannot express."""
   problems = []
@@ -440,6 +458,7 @@ def validate(config: ConfigDict) -> None:
     (check_hard_negatives, config.data),
     (check_negative_images, config.data),
     (check_recolour, config),
+    (check_image_jitter, config.data),
   ):
     try:
       check(section)

@@ -110,7 +110,11 @@ COSMETIC_FIELDS = (
 # Fields added after some runs were recorded, each with the value that
 # computes what those runs computed: a record without the field reads as
 # it, so an older run is not retrained for a field it could not have had.
-ADDED_FIELDS = {"data.recolour": 0.0, "clip_image_shift": 0}
+ADDED_FIELDS = {
+  "data.recolour": 0.0,
+  "data.image_jitter": 0,
+  "clip_image_shift": 0,
+}
 
 
 @dataclasses.dataclass(frozen=True)

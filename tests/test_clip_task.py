@@ -194,6 +194,65 @@ def test_shifted_views_are_every_move_by_up_to_the_shift():
   assert sorted(row.index(True) for row in matches) == list(range(9))
 
 
+def test_jittered_images_move_each_image_within_the_jitter():
+  # Enough tiny images that every one of the 25 moves is drawn.
+  images = np.random.default_rng(1).integers(0, 256, (400, 5, 5, 3), np.uint8)
+  key = jax.random.key(7)
+  np.testing.assert_array_equal(
+    clip_task.jittered_images(jnp.asarray(images), 0, key), images
+  )
+  moved = np.asarray(clip_task.jittered_images(jnp.asarray(images), 2, key))
+  assert moved.shape == images.shape and moved.dtype == np.uint8
+  moves = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)]
+  drawn = set()
+  for image, out in zip(images, moved, strict=True):
+    matching = [
+      move
+      for move in moves
+      if np.array_equal(_moved(image[None], *move)[0], out)
+    ]
+    assert matching, "an image moved by more than the jitter"
+    drawn.update(matching)
+  assert drawn == set(moves)
+  again = clip_task.jittered_images(jnp.asarray(images), 2, key)
+  np.testing.assert_array_equal(again, moved)  # the key fixes the moves
+  other = clip_task.jittered_images(jnp.asarray(images), 2, jax.random.key(8))
+  assert not np.array_equal(other, moved)
+
+
+def test_train_step_sees_the_jittered_images():
+  config = tiny_config(**{"data.image_jitter": 1})
+  jittered_task = clip_task.make_task(config)
+  plain_task = clip_task.make_task(tiny_config())
+  state = jax.jit(lambda rng: sharding.unbox(plain_task.init(rng)))(
+    jax.random.key(0)
+  )
+  batch = _random_batch(config, seed=9)
+  key = jax.random.key(3)
+  _, jittered = jax.jit(jittered_task.train_step)(state, batch, key)
+  # The plain task on the images the jittered one drew with the same key.
+  moved = dict(
+    batch, image=clip_task.jittered_images(jnp.asarray(batch["image"]), 1, key)
+  )
+  _, expected = jax.jit(plain_task.train_step)(state, moved, key)
+  _, unmoved = jax.jit(plain_task.train_step)(state, batch, key)
+  np.testing.assert_allclose(jittered["loss"], expected["loss"], rtol=1e-6)
+  assert abs(float(jittered["loss"]) - float(unmoved["loss"])) > 1e-6
+
+
+@pytest.mark.parametrize("jitter", [-1, 1.5, True, "1"])
+def test_bad_image_jitter_is_refused(jitter):
+  with pytest.raises(ValueError, match="image_jitter.*whole number"):
+    config_lib.check_image_jitter(ConfigDict({"image_jitter": jitter}))
+
+
+def test_image_jitter_is_checked_before_training():
+  assert config_lib.check_image_jitter(ConfigDict()) == 0  # older runs
+  config = tiny_config(**{"data.image_jitter": -1})
+  with pytest.raises(ValueError, match="image_jitter=-1 must be a whole"):
+    config_lib.validate(config)
+
+
 def test_score_with_image_shift_averages_the_moved_embeddings(ema_steps):
   clip_config = clip_task.model_config(tiny_config())
   init, _ = ema_steps

@@ -435,6 +435,10 @@ def test_plan_and_config_differences():
   for share, expected in ((0.0, []), (0.5, ["data.recolour: 0.0 -> 0.5"])):
     current = {"data": {"batch_size": 8, "recolour": share}}
     assert pipeline.config_differences(before_recolour, current) == expected
+  # CLIP records made before the jitter trained on unmoved images.
+  for jitter, expected in ((0, []), (1, ["data.image_jitter: 0 -> 1"])):
+    current = {"data": {"batch_size": 8, "image_jitter": jitter}}
+    assert pipeline.config_differences(before_recolour, current) == expected
   # Evaluations recorded before the shift scored each candidate once.
   before_shift = {"num_candidates": 64}
   for shift, expected in ((0, []), (1, ["clip_image_shift: 0 -> 1"])):

@@ -189,6 +189,7 @@ def get_config(arg: str | None = None):
   # shape (same colour and box, a seen pair), a negative for its caption
   # on the text->image side (Shapes only): the direction reranking uses.
   config.data.negative_images = False
+  config.data.image_jitter = 0
   # Share of training examples repainted in random colours that still read
   # as seen pairs, their captions renamed to match (Shapes only; see the
   # docstring). None: the data set's default (config.DEFAULT_RECOLOUR: 0.5

@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 from ml_collections import ConfigDict
 
+from dalle_jax import config as config_lib
 from dalle_jax import losses, optim
 from dalle_jax.data import pipeline
 from dalle_jax.models.clip import (
@@ -124,6 +125,41 @@ def shifted_views(images: jax.Array, shift: int) -> jax.Array:
     if (dy, dx) != (0, 0)
   ]
   return jnp.stack([padded[:, r : r + side, c : c + side] for r, c in offsets])
+
+
+def jittered_images(
+  images: jax.Array, jitter: int, rng: jax.Array
+) -> jax.Array:
+  """Each image moved by its own (dy, dx) drawn uniformly from {-j..j}^2.
+
+  Pixels moved in at an edge repeat that edge, as in `shifted_views`, so
+  with `jitter` 1 every image is one of its 9 views there. Pure and
+  jittable with `jitter` static.
+
+  Args:
+    images: `[B, S, S, C]`.
+    jitter: the largest move in pixels, >= 0; 0 gives the images back.
+    rng: a PRNG key; the same key gives the same moves.
+
+  Returns:
+    `[B, S, S, C]`, the input's dtype.
+  """
+  if jitter == 0:
+    return images
+  batch, side, _, channels = images.shape
+  padded = jnp.pad(
+    images, ((0, 0), (jitter, jitter), (jitter, jitter), (0, 0)), mode="edge"
+  )
+  # The top-left corner of each window in the padded image: jitter means
+  # no move.
+  corners = jax.random.randint(rng, (batch, 2), 0, 2 * jitter + 1)
+
+  def window(image, corner):
+    return jax.lax.dynamic_slice(
+      image, (corner[0], corner[1], 0), (side, side, channels)
+    )
+
+  return jax.vmap(window)(padded, corners)
 
 
 def _embed(
@@ -282,6 +318,7 @@ def make_task(config: ConfigDict, tokenizer: Tokenizer | None = None) -> Task:
   model = CLIP(clip_config)
   tx, learning_rate = optim.make_optimizer(config.optim, config.train.num_steps)
   seen_images = _image_view(config)
+  jitter = config_lib.check_image_jitter(config.data)
 
   def init(rng: jax.Array) -> TrainState:
     side = clip_config.image_size
@@ -301,7 +338,7 @@ def make_task(config: ConfigDict, tokenizer: Tokenizer | None = None) -> Task:
     """`[B, N] float32` scaled similarities of B images and N captions."""
     return view_similarities(params, seen_images(images), text_tokens)
 
-  def loss_fn(params, batch):
+  def loss_fn(params, batch, rng):
     captions = batch["text_tokens"]
     batch_size = captions.shape[0]
     negatives = batch.get("negative_text_tokens")
@@ -317,6 +354,7 @@ def make_task(config: ConfigDict, tokenizer: Tokenizer | None = None) -> Task:
       )
     if negative_images is not None:
       images = jnp.concatenate([images, negative_images])
+    images = jittered_images(images, jitter, rng)
     logits = similarities(params, images, tokens)  # [B (+B), B (+B*K)]
     rows = jnp.arange(batch_size)
     own_negatives = None
@@ -333,9 +371,8 @@ def make_task(config: ConfigDict, tokenizer: Tokenizer | None = None) -> Task:
     )
 
   def train_step(state: TrainState, batch, rng):
-    del rng  # no dropout and no noise
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-    (_, metrics), grads = grad_fn(state.params, batch)
+    (_, metrics), grads = grad_fn(state.params, batch, rng)
     new_state, updates = state.apply_gradients(grads)
     # The EMA is clamped too, so evaluated and exported scales stay <= 100.
     new_state = new_state.replace(
