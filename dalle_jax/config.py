@@ -419,8 +419,9 @@ def check_recolour(config: ConfigDict) -> float:
 def check_image_jitter(data: ConfigDict) -> int:
   """`data.image_jitter`: the largest training move of an image, in pixels.
 
-  CLIP moves each training image by its own random (dy, dx) within it
-  (`tasks.clip.jittered_images`). An absent field reads as 0 (off).
+  CLIP moves each training image by its own random (dy, dx), each at most
+  this many pixels (`tasks.clip.jittered_images`). An absent field reads
+  as 0 (off).
 
   Raises:
     ValueError: not a whole number >= 0.

@@ -804,6 +804,25 @@ def test_rerank_scorers_experiment_on_the_saved_candidates(runs, capsys):
   printed = capsys.readouterr().out
   assert "zero_shot: 4 prompts" in printed and "validation" in printed
 
+  # A range of the file's prompts is reranked as if the file held only them.
+  part = rerank_scorers.compare_split(
+    generator, path, chunk_size=4, prompts=slice(2, 4)
+  )
+  rows = correct[2:4]
+  picks = np.argmax(saved["scores"][2:4], axis=1)
+  assert part["prompts"] == 2
+  assert part["reranked"]["clip"][-1] == pytest.approx(
+    rows[np.arange(2), picks].mean()
+  )
+  assert part["single_sample"] == pytest.approx(rows.mean())
+  argv = ["--workdir", root, "--chunk_size", "4", "--prompts"]
+  assert rerank_scorers.main([*argv, "2:4"]) == 0
+  assert "zero_shot: 2 prompts" in capsys.readouterr().out
+  assert rerank_scorers.main([*argv, "4:2"]) == 2
+  assert "0 <= START < END" in capsys.readouterr().err
+  assert rerank_scorers.main([*argv, "9:12"]) == 2
+  assert "has no prompts in 9:12" in capsys.readouterr().err
+
 
 def test_rerank_scorers_scores_with_another_clip_run(runs, capsys):
   from experiments import rerank_scorers

@@ -24,9 +24,10 @@ running: 52 min 26 s (0.73, 13.8, 12.4, 22.6, 2.6), the same figures bit for
 bit; CLIP's repainting default (clip.py) then took 13.2 min instead of 12.4
 in a copy of that run, to the same headline figures. CLIP's scoring over
 shifted copies (evaluation.clip_image_shift, below) then made the
-evaluation 7.6 min instead of 2.8: about 60 min in all. On 2026-12-04 a machine
-of the same kind ran the same stages in 1 h 44 min, to the same figures bit
-for bit; on the Intel CI machine (2026-11-22, before CLIP's conv stem) 1 h
+evaluation 7.6 min instead of 2.8; from nothing with it (2026-12-06, `make
+train`): 63 min 41 s (0.78, 15.0, 13.6, 26.9, 7.1), the same figures bit
+for bit. On 2026-12-04 a machine of the same kind ran the same stages in
+1 h 44 min, to the same figures bit for bit; on the Intel CI machine (2026-11-22, before CLIP's conv stem) 1 h
 13 min. variant=tiny runs the whole pipeline in about a minute (tests): the
 stages' tiny variants (32 px images, a 16 x 16 code grid) with 4 steps each.
 

@@ -15,7 +15,9 @@ captions mostly differ in colour. With `config.data.negative_images`, each
 caption also meets its image's twin with one object redrawn as another shape
 (`shapes.swapped_shape_image`): the text->image side, the direction in which
 the reranker compares one prompt's candidates, must then tell shapes apart
-at equal colours and layout too.
+at equal colours and layout too. With `config.data.image_jitter` j > 0,
+each training image is moved by up to j pixels each way, at random
+(`jittered_images`; off by default, see `dalle_jax/configs/clip.py`).
 
 Evaluation reports the loss and zero-shot retrieval accuracy on each
 evaluation batch (see `retrieval_accuracy`); on Shapes the host evaluation
@@ -130,10 +132,11 @@ def shifted_views(images: jax.Array, shift: int) -> jax.Array:
 def jittered_images(
   images: jax.Array, jitter: int, rng: jax.Array
 ) -> jax.Array:
-  """Each image moved by its own (dy, dx) drawn uniformly from {-j..j}^2.
+  """Each image moved by its own (dy, dx), drawn uniformly from the
+  moves by at most `jitter` pixels along each axis.
 
-  Pixels moved in at an edge repeat that edge, as in `shifted_views`, so
-  with `jitter` 1 every image is one of its 9 views there. Pure and
+  Pixels moved in at an edge repeat that edge, as in `shifted_views`: with
+  `jitter` 1, each output is one of the image's 9 views there. Pure and
   jittable with `jitter` static.
 
   Args:
