@@ -194,6 +194,10 @@ def image_scores(scorer, captions, images, chunk_size):
   )
 
 
+class NoPromptsError(ValueError):
+  """A `--prompts` range that holds none of a candidate file's prompts."""
+
+
 def parse_prompts(text: str) -> slice:
   """'64:128' -> slice(64, 128): the candidate file's prompts to rerank.
 
@@ -229,6 +233,9 @@ def compare_split(
     other_clips: {suffix: rerank.Scorer} more CLIP scorers, scored as
       f'clip{suffix}' (':NAME@S' or '@S', see the module docstring).
     prompts: which of the file's prompts to rerank (all by default).
+
+  Raises:
+    NoPromptsError: `prompts` selects none of the file's prompts.
   """
   with np.load(path) as saved:
     captions = [str(caption) for caption in saved["captions"]][prompts]
@@ -238,7 +245,7 @@ def compare_split(
       saved["holds"][prompts],
     )
   if not captions:
-    raise ValueError(
+    raise NoPromptsError(
       f"{path} has no prompts in {prompts.start}:{prompts.stop}."
     )
   correct = generation_eval.correct_from_holds(holds)
@@ -398,7 +405,7 @@ def main(argv=None) -> int:
       result = compare_split(
         generator, path, args.chunk_size, other_clips, prompts
       )
-    except ValueError as error:  # e.g. --prompts past the file's end
+    except NoPromptsError as error:
       print(error, file=sys.stderr)
       return 2
     print_split(split, result)

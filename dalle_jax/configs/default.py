@@ -27,9 +27,10 @@ shifted copies (evaluation.clip_image_shift, below) then made the
 evaluation 7.6 min instead of 2.8; from nothing with it (2026-12-06, `make
 train`): 63 min 41 s (0.78, 15.0, 13.6, 26.9, 7.1), the same figures bit
 for bit. On 2026-12-04 a machine of the same kind ran the same stages in
-1 h 44 min, to the same figures bit for bit; on the Intel CI machine (2026-11-22, before CLIP's conv stem) 1 h
-13 min. variant=tiny runs the whole pipeline in about a minute (tests): the
-stages' tiny variants (32 px images, a 16 x 16 code grid) with 4 steps each.
+1 h 44 min, to the same figures bit for bit; on the Intel CI machine
+(2026-11-22, before CLIP's conv stem) 1 h 13 min. variant=tiny runs the
+whole pipeline in about a minute (tests): the stages' tiny variants (32 px
+images, a 16 x 16 code grid) with 4 steps each.
 
 variant=shapes64_grid16 is an experiment, not a better default: shapes64
 on the dVAE's 16x16 grid of 4x4-pixel codes (dvae.py and transformer.py,
