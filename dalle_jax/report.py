@@ -606,8 +606,9 @@ def judged_sections(results: dict, figures: dict, evaluation: dict):
     f"Each prompt is a distinct canonical caption of the split; "
     f"{_sampling_settings(evaluation)}, {_clip_scoring(evaluation)} and "
     "judged by the Shapes judge. *One sample*: share of all candidates "
-    "judged correct. *CLIP best of N*: share of prompts whose highest-scored of the first N "
-    "candidates is correct. *Any of N*: share with at least one correct "
+    "judged correct. *CLIP best of N*: share of prompts whose "
+    "highest-scored of the first N candidates is correct. *Any of N*: "
+    "share with at least one correct "
     "among the first N (what a perfect reranker would reach). In brackets, "
     "95% intervals over prompts: Wilson's for the shares of prompts, and "
     "the mean +- 1.96 standard errors of the prompts' own shares for one "
@@ -650,8 +651,9 @@ def scored_sections(results: dict, figures: dict, evaluation: dict):
     f"{_clip_scoring(evaluation)}: `exp(logit_scale) * cos(image, "
     "caption)`, at most 100. *All candidates*: the mean score without "
     "reranking. *Best of N*: the mean over prompts of the highest score "
-    "among the first N candidates. CLIP both picks and grades the best, so best of N is at "
-    "least the mean by construction: the gap shows how widely CLIP's "
+    "among the first N candidates. CLIP both picks and grades the best, so "
+    "best of N is at least the mean by construction: the gap shows how "
+    "widely CLIP's "
     "scores spread over the candidates (what reranking buys by CLIP's own "
     "measure), not an independent judgement of the images.",
     "",

@@ -100,6 +100,14 @@ def model_config(config: ConfigDict) -> CLIPConfig:
   )
 
 
+def _edge_padded(images: jax.Array, margin: int) -> jax.Array:
+  """`[B, S, S, C] -> [B, S + 2m, S + 2m, C]`: each side's edge pixels
+  repeated `margin` times, the rule every moved copy of an image follows."""
+  return jnp.pad(
+    images, ((0, 0), (margin, margin), (margin, margin), (0, 0)), mode="edge"
+  )
+
+
 def shifted_views(images: jax.Array, shift: int) -> jax.Array:
   """The images moved by every (dy, dx) in {-shift, 0, shift}^2.
 
@@ -117,9 +125,7 @@ def shifted_views(images: jax.Array, shift: int) -> jax.Array:
   if shift == 0:
     return images[None]
   side = images.shape[1]
-  padded = jnp.pad(
-    images, ((0, 0), (shift, shift), (shift, shift), (0, 0)), mode="edge"
-  )
+  padded = _edge_padded(images, shift)
   offsets = [(shift, shift)] + [
     (shift + dy, shift + dx)
     for dy in (-shift, 0, shift)
@@ -150,9 +156,7 @@ def jittered_images(
   if jitter == 0:
     return images
   batch, side, _, channels = images.shape
-  padded = jnp.pad(
-    images, ((0, 0), (jitter, jitter), (jitter, jitter), (0, 0)), mode="edge"
-  )
+  padded = _edge_padded(images, jitter)
   # The top-left corner of each window in the padded image: jitter means
   # no move.
   corners = jax.random.randint(rng, (batch, 2), 0, 2 * jitter + 1)
