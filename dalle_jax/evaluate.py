@@ -21,6 +21,12 @@ ATTRIBUTES = judge.ATTRIBUTES
 NOT_STATED = -1
 
 
+def colour_shape_pairs(caption: str) -> tuple[str, ...]:
+  """The distinct 'colour shape' pairs a Shapes caption names, in order."""
+  objects = judge.parse_caption(caption).objects
+  return tuple(dict.fromkeys(f"{o.colour} {o.shape}" for o in objects))
+
+
 def judge_verdicts(captions: Sequence[str], images: np.ndarray) -> np.ndarray:
   """Judges `[N, S, S, 3] uint8` images against their captions.
 

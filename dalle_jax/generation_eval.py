@@ -51,7 +51,12 @@ from dalle_jax.data import pipeline as data_pipeline
 
 # Imported by name: this module's own `evaluate` function would shadow the
 # module.
-from dalle_jax.evaluate import ATTRIBUTES, NOT_STATED, judge_verdicts
+from dalle_jax.evaluate import (
+  ATTRIBUTES,
+  NOT_STATED,
+  colour_shape_pairs,
+  judge_verdicts,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -166,6 +171,41 @@ def attribute_accuracy(holds: np.ndarray, best: np.ndarray) -> dict:
   return table
 
 
+def pair_accuracy(
+  captions: Sequence[str], holds: np.ndarray, best: np.ndarray
+) -> dict:
+  """Per colour-shape pair, accuracy over the captions that name it.
+
+  Held-out pairs differ in how hard they are to draw (and to tokenize), so
+  a split's accuracy depends on its prompts' mix of pairs; this shows each.
+
+  Args:
+    captions: the P Shapes captions.
+    holds: [P, C, A] int8 verdicts (see `judge_candidates`).
+    best: [P] int, the reranked candidate of each prompt.
+
+  Returns:
+    {"colour shape": {prompts (naming the pair), single_sample (share of
+    their candidates judged correct), reranked (share of their reranked
+    candidates judged correct)}}. A caption naming two pairs counts for
+    both.
+  """
+  correct = correct_from_holds(holds)
+  chosen = correct[np.arange(len(captions)), best]
+  named: dict[str, list[int]] = {}
+  for p, caption in enumerate(captions):
+    for pair in colour_shape_pairs(caption):
+      named.setdefault(pair, []).append(p)
+  return {
+    pair: {
+      "prompts": len(rows),
+      "single_sample": float(np.mean(correct[rows])),
+      "reranked": float(np.mean(chosen[rows])),
+    }
+    for pair, rows in named.items()
+  }
+
+
 def summarise_split(
   captions: Sequence[str], holds: np.ndarray, scores: np.ndarray
 ) -> dict:
@@ -178,6 +218,7 @@ def summarise_split(
     "num_candidates": int(scores.shape[1]),
     "curve": accuracy_curve(correct, scores, candidate_counts(scores.shape[1])),
     "attributes": attribute_accuracy(holds, best),
+    "pairs": pair_accuracy(captions, holds, best),
     "prompts": [
       {
         "caption": caption,
@@ -447,7 +488,21 @@ def read_results(root: str) -> dict:
     for split in SPLITS
     if split in results["splits"]
   }
+  if results["kind"] == JUDGED:
+    for split, summary in results["splits"].items():
+      if "pairs" not in summary:  # written before pairs were summarised
+        summary["pairs"] = _pairs_from_saved(root, split, summary)
   return results
+
+
+def _pairs_from_saved(root: str, split: str, summary: dict) -> dict:
+  """`pair_accuracy` of a split from its saved verdicts and CLIP's picks."""
+  path = os.path.join(root, EVALUATION_DIR, f"{split}.npz")
+  with np.load(path) as saved:
+    captions = [str(caption) for caption in saved["captions"]]
+    holds = saved["holds"]
+  best = np.array([prompt["best"] for prompt in summary["prompts"]])
+  return pair_accuracy(captions, holds, best)
 
 
 def headline(root: str) -> dict[str, float]:

@@ -470,6 +470,26 @@ def attribute_section(results: dict) -> list[str]:
   return _table(header, rows)
 
 
+def pair_section(summary: dict) -> list[str]:
+  """Per colour-shape pair of one split, hardest first (one sample)."""
+  pairs = sorted(
+    summary["pairs"].items(),
+    key=lambda item: (item[1]["single_sample"], item[0]),
+  )
+  return _table(
+    ["pair", "named in", "one sample", "CLIP best"],
+    [
+      [
+        pair,
+        f"{entry['prompts']} prompts",
+        _percent(entry["single_sample"]),
+        _percent(entry["reranked"]),
+      ]
+      for pair, entry in pairs
+    ],
+  )
+
+
 def stage_time_section(root: str) -> list[str]:
   """Per step: what the latest run did and the time its output took."""
   runs, steps = read_steps(root)
@@ -630,9 +650,20 @@ def judged_sections(results: dict, figures: dict, evaluation: dict):
     "",
     *attribute_section(results),
     "",
-    "### Samples: CLIP's best image per prompt",
-    "",
   ]
+  if "zero_shot" in results["splits"]:
+    lines += [
+      "### By held-out pair",
+      "",
+      "Share of zero_shot images judged correct (every stated attribute), "
+      "over the prompts that name the colour-shape pair (a prompt with two "
+      "objects counts for both of its pairs). The split's accuracy depends "
+      "on how often its prompts name the hardest pairs.",
+      "",
+      *pair_section(results["splits"]["zero_shot"]),
+      "",
+    ]
+  lines += ["### Samples: CLIP's best image per prompt", ""]
   for split in results["splits"]:
     grid = figures[f"samples_{split}"]
     lines += [f"{SPLIT_TITLES[split]}:", "", f"![{split} samples]({grid})", ""]

@@ -27,6 +27,10 @@ all 94.5 / 86.5 / 89.2%. CLIP tells a rendered plus from other shapes but
 not a decoded one, even one the judge accepts: the gap is the plus's, and
 it is the reranker's error in the default run's evaluation (every wrong
 CLIP pick there is a prompt with a plus).
+
+Each split ends with its reconstructions judged correct per colour-shape
+pair (an image of two pairs counts for both), hardest first, which shows
+where the dVAE itself loses held-out pairs.
 """
 
 from __future__ import annotations
@@ -143,7 +147,33 @@ def main(argv=None) -> int:
         f" {share(wins['reconstructions'][rows]):>16s}"
         f" {share(wins['reconstructions'][kept]):>23s} of {kept.sum():4d}"
       )
+    print_pair_table(captions, judged_correct)
   return 0
+
+
+def pair_table(captions, judged_correct: np.ndarray) -> dict[str, tuple]:
+  """Per colour-shape pair: (images showing it, share judged correct).
+
+  Hardest first; an image of two pairs counts for both.
+  """
+  rows: dict[str, list[int]] = {}
+  for n, caption in enumerate(captions):
+    for pair in evaluate.colour_shape_pairs(caption):
+      rows.setdefault(pair, []).append(n)
+  table = {
+    pair: (len(named), float(judged_correct[named].mean()))
+    for pair, named in rows.items()
+  }
+  return dict(sorted(table.items(), key=lambda item: (item[1][1], item[0])))
+
+
+def print_pair_table(captions, judged_correct: np.ndarray) -> None:
+  print(
+    f"\nreconstructions by {'colour-shape pair':18s} {'examples':>8s}"
+    f" {'judged correct':>15s}"
+  )
+  for pair, (count, correct) in pair_table(captions, judged_correct).items():
+    print(f"{'':19s}{pair:18s} {count:8d} {correct:>15.1%}")
 
 
 if __name__ == "__main__":

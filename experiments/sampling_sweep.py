@@ -23,7 +23,10 @@ filter for top_k and top_p). Each setting's judged candidates are saved to
 ROOT/sampling_sweep/<split>/<setting>.npz (as `generation_eval.judge_split`
 writes them) with a .json of what was sampled; a later call with the same
 prompts, candidates and seed reuses them instead of sampling again, so a
-sweep can be extended one setting at a time. The printed choice is the
+sweep can be extended one setting at a time. Once a sweep has chosen
+something on its prompts they are used: `--skip_prompts K` passes over the
+first K held-back prompts, for a fresh set (its files go to
+sampling_sweep/<split>/prompts_<K+1>-<K+N>/). The printed choice is the
 setting with the highest CLIP best of C on the held-back prompts (ties: the
 higher single-sample accuracy), per split and, as the evaluation samples
 every split with one setting, averaged over the splits; evaluate it on the
@@ -113,31 +116,54 @@ def setting_label(setting: dict) -> str:
   return ",".join(f"{key}={value}" for key, value in setting.items())
 
 
-def held_back_captions(source, count: int, excluded: set[str]) -> list[str]:
-  """The first `count` distinct canonical captions of a split not excluded.
+def held_back_captions(
+  source, count: int, excluded: set[str], skip: int = 0
+) -> list[str]:
+  """Distinct canonical captions of a split not excluded: `count` after `skip`.
 
   Args:
     source: the split's random-access source (`generation_eval.split_source`),
       read in record order as the evaluation reads it.
     count: how many captions.
-    excluded: captions to skip (the evaluation's prompts).
+    excluded: captions to leave out (the evaluation's prompts).
+    skip: how many of the first held-back captions to pass over (those an
+      earlier sweep has already used to choose something).
 
   Raises:
     ValueError: the split has fewer such captions (names both counts and
       the fix).
   """
-  # Enough distinct captions that `count` remain whichever are excluded.
+  needed = skip + count
+  # Enough distinct captions that `needed` remain whichever are excluded.
   distinct = generation_eval.first_distinct_captions(
-    source, count + len(excluded), "canonical_caption"
+    source, needed + len(excluded), "canonical_caption"
   )
   captions = [caption for caption in distinct if caption not in excluded]
-  if len(captions) < count:
+  if len(captions) < needed:
+    asked = (
+      f"the {needed} that --skip_prompts={skip} plus --num_prompts={count} "
+      "need; lower either"
+      if skip
+      else f"--num_prompts={count}; lower --num_prompts"
+    )
     raise ValueError(
       f"The split ({len(source)} examples) has {len(captions)} distinct "
       f"canonical captions besides the evaluation's {len(excluded)}, fewer "
-      f"than --num_prompts={count}; lower --num_prompts."
+      f"than {asked}."
     )
-  return captions[:count]
+  return captions[skip:needed]
+
+
+def sweep_dir(root: str, split: str, skip: int, count: int) -> str:
+  """Where a split's sweep files go; a skipped range gets its own folder.
+
+  So that a sweep on fresh prompts never replaces the files (and the reuse
+  records) of the sweep on the first ones.
+  """
+  folder = os.path.join(root, SWEEP_DIR, split)
+  if skip:
+    folder = os.path.join(folder, f"prompts_{skip + 1}-{skip + count}")
+  return folder
 
 
 def evaluated_captions(root: str, split: str) -> set[str]:
@@ -270,6 +296,14 @@ def parse_args(argv=None):
     "--num_prompts", type=int, help="default: the evaluation's num_prompts"
   )
   parser.add_argument(
+    "--skip_prompts",
+    type=int,
+    default=0,
+    help="pass over the first K held-back prompts (fresh ones for a new"
+    " choice after earlier sweeps used those); files go to"
+    " sampling_sweep/<split>/prompts_<K+1>-<K+N>/",
+  )
+  parser.add_argument(
     "--num_candidates", type=int, help="default: the evaluation's"
   )
   parser.add_argument(
@@ -280,6 +314,12 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
   args = parse_args(argv)
+  if args.skip_prompts < 0:
+    print(
+      f"--skip_prompts={args.skip_prompts}: give 0 or more prompts to skip.",
+      file=sys.stderr,
+    )
+    return 2
   try:
     settings = [parse_setting(s) for s in args.setting or DEFAULT_SETTINGS]
   except ValueError as error:
@@ -322,16 +362,20 @@ def main(argv=None) -> int:
     try:
       excluded = evaluated_captions(args.workdir, split)
       captions = held_back_captions(
-        generation_eval.split_source(sources, split), num_prompts, excluded
+        generation_eval.split_source(sources, split),
+        num_prompts,
+        excluded,
+        args.skip_prompts,
       )
     except (FileNotFoundError, ValueError) as error:
       print(error, file=sys.stderr)
       return 1
     results = {}
+    folder = sweep_dir(args.workdir, split, args.skip_prompts, num_prompts)
     for setting in settings:
       label = setting_label(setting)
       run = setting_evaluation(evaluation, setting, **fields)
-      path = os.path.join(args.workdir, SWEEP_DIR, split, f"{label}.npz")
+      path = os.path.join(folder, f"{label}.npz")
       sampled = judged_candidates(generator, captions, run, path)
       print(f"{split} {label}: {'sampled' if sampled else 'reused'} {path}")
       results[label] = rerank_scorers.compare_split(
@@ -340,7 +384,7 @@ def main(argv=None) -> int:
     per_split[split] = results
     chosen = print_split(split, len(captions), results)
     checkpoint.write_json_atomically(
-      os.path.join(args.workdir, SWEEP_DIR, split, "summary.json"),
+      os.path.join(folder, "summary.json"),
       {"prompts": captions, "chosen": chosen, "results": results},
     )
   if len(per_split) > 1:

@@ -37,6 +37,7 @@ from dalle_jax import (
 )
 from dalle_jax import config as config_lib
 from dalle_jax.configs import default as default_config
+from dalle_jax.data import shapes
 from dalle_jax.generator import Generator
 
 DEFAULT = os.path.join(
@@ -385,6 +386,74 @@ def test_accuracy_curve_on_a_hand_made_example():
 )
 def test_candidate_counts(count, expected):
   assert generation_eval.candidate_counts(count) == expected
+
+
+def test_pair_accuracy_counts_each_named_pair():
+  a = generation_eval.ATTRIBUTES.index
+  captions = [
+    "a white plus above a blue plus",
+    "a small white plus in the center",
+    "a red triangle",
+  ]
+  holds = np.ones((3, 2, len(generation_eval.ATTRIBUTES)), np.int8)
+  holds[0, 0, a("shape")] = 0  # prompt 0: candidate 0 wrong, 1 right
+  holds[1, :, a("colour")] = 0  # prompt 1: both wrong
+  table = generation_eval.pair_accuracy(captions, holds, np.array([0, 1, 1]))
+  # white plus: prompts 0 and 1, candidates right 1 of 4; picks 0 and 0.
+  assert table == {
+    "white plus": {"prompts": 2, "single_sample": 0.25, "reranked": 0.0},
+    "blue plus": {"prompts": 1, "single_sample": 0.5, "reranked": 0.0},
+    "red triangle": {"prompts": 1, "single_sample": 1.0, "reranked": 1.0},
+  }
+
+
+def test_report_shows_held_out_pairs_also_for_older_results(
+  runs, regenerate_report
+):
+  root = runs["root"]
+  results = generation_eval.read_results(root)
+  zero_shot = results["splits"]["zero_shot"]
+  with np.load(os.path.join(root, "evaluation", "zero_shot.npz")) as saved:
+    captions = [str(caption) for caption in saved["captions"]]
+    correct = np.all(saved["holds"] != 0, axis=-1)
+  best = [prompt["best"] for prompt in zero_shot["prompts"]]
+  # Every pair the prompts name is a held-out one, with its own figures.
+  pair_pattern = r"(\w+) (circle|square|triangle|plus)"
+  named = {
+    " ".join(pair)
+    for caption in captions
+    for pair in re.findall(pair_pattern, caption)
+  }
+  assert set(zero_shot["pairs"]) == named
+  assert named <= {f"{c} {s}" for c, s in shapes.HELD_OUT_PAIRS}
+  for pair, entry in zero_shot["pairs"].items():
+    rows = [p for p, caption in enumerate(captions) if pair in caption]
+    assert entry["prompts"] == len(rows)
+    assert entry["single_sample"] == pytest.approx(correct[rows].mean())
+    assert entry["reranked"] == pytest.approx(
+      np.mean([correct[p, best[p]] for p in rows])
+    )
+
+  # A results.json from before pairs were summarised: read_results fills
+  # them in from the saved verdicts, so the regenerated report has them.
+  path = os.path.join(root, "evaluation", "results.json")
+  written = checkpoint.read_json(path)
+  for summary in written["splits"].values():
+    del summary["pairs"]
+  copy, text = regenerate_report(root)
+  checkpoint.write_json_atomically(
+    os.path.join(copy, "evaluation", "results.json"), written
+  )
+  assert generation_eval.read_results(copy)["splits"] == results["splits"]
+  assert report.main(["--workdir", copy]) == 0
+  with open(os.path.join(copy, "report.md")) as handle:
+    older = handle.read()
+  assert older == text
+  assert "### By held-out pair" in older
+  for pair in named:
+    assert f"| {pair} | {zero_shot['pairs'][pair]['prompts']} prompts |" in (
+      older
+    )
 
 
 def test_attribute_accuracy_counts_only_stated_attributes():
@@ -881,6 +950,25 @@ def test_clip_domain_gap_measures_another_clip_run(runs, capsys):
   assert capsys.readouterr().out == own
   assert "zero_shot: 8 examples" in own and "plus" in own
   assert "nan" not in own  # shapes without examples print "-"
+  assert "reconstructions by colour-shape pair" in own
+
+
+def test_clip_domain_gap_pair_table_counts_each_named_pair():
+  from experiments import clip_domain_gap
+
+  captions = [
+    "a white plus above a blue plus",
+    "a small white plus in the center",
+    "a red triangle",
+    "a red triangle to the left of a white plus",
+  ]
+  judged_correct = np.array([False, True, True, True])
+  table = clip_domain_gap.pair_table(captions, judged_correct)
+  # Hardest first: blue plus 0 of 1, white plus 2 of 3, red triangle 2 of 2.
+  assert list(table) == ["blue plus", "white plus", "red triangle"]
+  assert table["blue plus"] == (1, 0.0)
+  assert table["white plus"] == (3, pytest.approx(2 / 3))
+  assert table["red triangle"] == (2, 1.0)
 
 
 def test_rerank_scorers_standardises_each_prompt():
@@ -958,6 +1046,42 @@ def test_sampling_sweep_judges_held_back_prompts(runs, capsys, monkeypatch):
   # Too many prompts for the split is refused with the counts and the fix.
   assert sampling_sweep.main([*argv[:4], "--num_prompts", "100"]) == 1
   assert "lower --num_prompts" in capsys.readouterr().err
+
+
+def test_sampling_sweep_skips_used_prompts(runs, capsys):
+  from experiments import sampling_sweep
+
+  root = runs["root"]
+  argv = [
+    "--workdir", root, "--splits", "zero_shot", "--num_prompts", "2",
+    "--setting", "temperature=1.0",
+  ]  # fmt: skip
+  sweep = os.path.join(root, "sampling_sweep", "zero_shot")
+  assert sampling_sweep.main([*argv, "--num_prompts", "4"]) == 0
+  first = checkpoint.read_json(os.path.join(sweep, "summary.json"))
+  with open(os.path.join(sweep, "temperature=1.0.npz"), "rb") as saved:
+    first_file = saved.read()
+  capsys.readouterr()
+
+  # Prompts 3 and 4 of the same held-back list, in a folder of their own:
+  # the first sweep's files stay as they were.
+  assert sampling_sweep.main([*argv, "--skip_prompts", "2"]) == 0
+  fresh_dir = os.path.join(sweep, "prompts_3-4")
+  fresh = checkpoint.read_json(os.path.join(fresh_dir, "summary.json"))
+  assert fresh["prompts"] == first["prompts"][2:4]
+  with np.load(os.path.join(fresh_dir, "temperature=1.0.npz")) as saved:
+    assert list(saved["captions"]) == fresh["prompts"]
+  assert checkpoint.read_json(os.path.join(sweep, "summary.json")) == first
+  with open(os.path.join(sweep, "temperature=1.0.npz"), "rb") as saved:
+    assert saved.read() == first_file
+  assert "2 held-back prompts" in capsys.readouterr().out
+
+  # A negative count, or more than the split holds, is refused.
+  assert sampling_sweep.main([*argv, "--skip_prompts", "-1"]) == 2
+  assert "give 0 or more" in capsys.readouterr().err
+  assert sampling_sweep.main([*argv, "--skip_prompts", "100"]) == 1
+  error = capsys.readouterr().err
+  assert "the 102 that --skip_prompts=100 plus --num_prompts=2 need" in error
 
 
 @pytest.mark.parametrize(
