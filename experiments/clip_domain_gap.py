@@ -168,12 +168,10 @@ def pair_table(captions, judged_correct: np.ndarray) -> dict[str, tuple]:
 
 
 def print_pair_table(captions, judged_correct: np.ndarray) -> None:
-  print(
-    f"\nreconstructions by {'colour-shape pair':18s} {'examples':>8s}"
-    f" {'judged correct':>15s}"
-  )
+  header = "reconstructions judged correct"
+  print(f"\n{'colour-shape pair':18s} {'examples':>8s} {header}")
   for pair, (count, correct) in pair_table(captions, judged_correct).items():
-    print(f"{'':19s}{pair:18s} {count:8d} {correct:>15.1%}")
+    print(f"{pair:18s} {count:8d} {correct:>{len(header)}.1%}")
 
 
 if __name__ == "__main__":

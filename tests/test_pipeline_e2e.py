@@ -950,7 +950,7 @@ def test_clip_domain_gap_measures_another_clip_run(runs, capsys):
   assert capsys.readouterr().out == own
   assert "zero_shot: 8 examples" in own and "plus" in own
   assert "nan" not in own  # shapes without examples print "-"
-  assert "reconstructions by colour-shape pair" in own
+  assert "colour-shape pair" in own and "reconstructions judged" in own
 
 
 def test_clip_domain_gap_pair_table_counts_each_named_pair():
