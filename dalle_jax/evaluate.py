@@ -21,10 +21,18 @@ ATTRIBUTES = judge.ATTRIBUTES
 NOT_STATED = -1
 
 
-def colour_shape_pairs(caption: str) -> tuple[str, ...]:
-  """The distinct 'colour shape' pairs a Shapes caption names, in order."""
-  objects = judge.parse_caption(caption).objects
-  return tuple(dict.fromkeys(f"{o.colour} {o.shape}" for o in objects))
+def captions_by_pair(captions: Sequence[str]) -> dict[str, list[int]]:
+  """{'colour shape': indices of the Shapes captions that name the pair}.
+
+  Pairs in order of first mention; a caption naming two pairs is listed
+  under both, once under each even if it names one pair twice.
+  """
+  named: dict[str, list[int]] = {}
+  for n, caption in enumerate(captions):
+    objects = judge.parse_caption(caption).objects
+    for pair in dict.fromkeys(f"{o.colour} {o.shape}" for o in objects):
+      named.setdefault(pair, []).append(n)
+  return named
 
 
 def judge_verdicts(captions: Sequence[str], images: np.ndarray) -> np.ndarray:

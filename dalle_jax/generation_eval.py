@@ -54,7 +54,7 @@ from dalle_jax.data import pipeline as data_pipeline
 from dalle_jax.evaluate import (
   ATTRIBUTES,
   NOT_STATED,
-  colour_shape_pairs,
+  captions_by_pair,
   judge_verdicts,
 )
 
@@ -192,17 +192,13 @@ def pair_accuracy(
   """
   correct = correct_from_holds(holds)
   chosen = correct[np.arange(len(captions)), best]
-  named: dict[str, list[int]] = {}
-  for p, caption in enumerate(captions):
-    for pair in colour_shape_pairs(caption):
-      named.setdefault(pair, []).append(p)
   return {
     pair: {
       "prompts": len(rows),
       "single_sample": float(np.mean(correct[rows])),
       "reranked": float(np.mean(chosen[rows])),
     }
-    for pair, rows in named.items()
+    for pair, rows in captions_by_pair(captions).items()
   }
 
 

@@ -156,13 +156,9 @@ def pair_table(captions, judged_correct: np.ndarray) -> dict[str, tuple]:
 
   Hardest first; an image of two pairs counts for both.
   """
-  rows: dict[str, list[int]] = {}
-  for n, caption in enumerate(captions):
-    for pair in evaluate.colour_shape_pairs(caption):
-      rows.setdefault(pair, []).append(n)
   table = {
-    pair: (len(named), float(judged_correct[named].mean()))
-    for pair, named in rows.items()
+    pair: (len(rows), float(judged_correct[rows].mean()))
+    for pair, rows in evaluate.captions_by_pair(captions).items()
   }
   return dict(sorted(table.items(), key=lambda item: (item[1][1], item[0])))
 
